@@ -1,0 +1,95 @@
+# Copyright: permfix.containers contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Controller-side filters that turn per-host audit results into the permfix report."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.permfix.containers.plugins.module_utils._report import (
+    build_report,
+    finding_lines,
+    render_markdown,
+    summary_lines,
+)
+
+DOCUMENTATION = r"""
+name: report
+short_description: Build the permfix.report/v1 report from per-host audit results
+version_added: 0.1.0
+author:
+  - permfix.containers contributors (@permfix)
+description:
+  - Takes a dictionary of C({inventory_hostname: result}), where each result has
+    C(reachable), C(engines) and C(findings) (and C(reason) for a host that failed), and
+    returns the report that C(permfix.containers.audit) writes to C(report.json).
+  - The companion filters C(permfix.containers.report_markdown),
+    C(permfix.containers.report_summary) and C(permfix.containers.report_findings) render the
+    same report as Markdown, as a short table of lines, and as one line per finding.
+positional: generated_at
+options:
+  _input:
+    description: Per-host results.
+    type: dict
+    required: true
+  generated_at:
+    description: The time stamp to record, in ISO 8601 UTC.
+    type: str
+    required: true
+"""
+
+EXAMPLES = r"""
+- name: Build the report on the controller
+  ansible.builtin.set_fact:
+    permfix_report: "{{ results | permfix.containers.report(now(utc=true).strftime('%Y-%m-%dT%H:%M:%SZ')) }}"
+"""
+
+RETURN = r"""
+_value:
+  description: The report (schema C(permfix.report/v1)).
+  type: dict
+"""
+
+
+def _report(hosts: Any, generated_at: str) -> dict[str, Any]:
+    if not isinstance(hosts, dict):
+        raise AnsibleFilterError(f"permfix.containers.report expects a dict of host results, not {type(hosts).__name__}")
+    try:
+        return build_report(hosts, str(generated_at))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise AnsibleFilterError(f"permfix.containers.report could not build the report: {exc}") from exc
+
+
+def _markdown(report: Any) -> str:
+    try:
+        return render_markdown(report)
+    except (KeyError, TypeError) as exc:
+        raise AnsibleFilterError(f"permfix.containers.report_markdown needs a report built by permfix.containers.report: {exc}") from exc
+
+
+def _summary(report: Any) -> list[str]:
+    try:
+        return summary_lines(report)
+    except (KeyError, TypeError) as exc:
+        raise AnsibleFilterError(f"permfix.containers.report_summary needs a report built by permfix.containers.report: {exc}") from exc
+
+
+def _findings(report: Any) -> list[str]:
+    try:
+        return finding_lines(report)
+    except (KeyError, TypeError) as exc:
+        raise AnsibleFilterError(f"permfix.containers.report_findings needs a report built by permfix.containers.report: {exc}") from exc
+
+
+class FilterModule:
+    """permfix.containers report filters."""
+
+    def filters(self) -> dict[str, Any]:
+        return {
+            "report": _report,
+            "report_markdown": _markdown,
+            "report_summary": _summary,
+            "report_findings": _findings,
+        }

@@ -1,0 +1,118 @@
+# Copyright: permfix.containers contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Which container engines a host has: Docker (through its API) and podman (rootful and rootless).
+
+An absent engine is a fact to record, never an error: every function here returns None or an
+empty list for it, and says why in a note.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import shutil
+import socket
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from ansible_collections.permfix.containers.plugins.module_utils._podman import (
+    PodmanError,
+    Runner,
+    podman_path,
+    podman_version,
+    rootless_users,
+)
+
+DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
+
+
+@dataclass
+class EngineReport:
+    """What the report's ``engines`` block says about one host, plus human-readable notes."""
+
+    docker: Optional[str] = None
+    podman: Optional[str] = None
+    rootless_users: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"docker": self.docker, "podman": self.podman, "rootless_users": list(self.rootless_users)}
+
+
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    """An HTTP connection over a unix socket (the Docker API without the Docker SDK)."""
+
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self._path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        sock.connect(self._path)
+        self.sock = sock
+
+
+def docker_socket_path(docker_host: str) -> Optional[str]:
+    """The filesystem path of a ``unix://`` Docker host, None for any other scheme."""
+    if docker_host.startswith("unix://"):
+        return docker_host[len("unix://"):]
+    return None
+
+
+def docker_api_version(docker_host: str = DEFAULT_DOCKER_HOST, timeout: float = 10.0) -> dict[str, Any]:
+    """GET /version from the Docker daemon. Raises OSError or ValueError when it does not answer."""
+    path = docker_socket_path(docker_host)
+    if path is None:
+        raise ValueError(f"only unix:// Docker hosts are supported here, not {docker_host!r}")
+    connection = _UnixHTTPConnection(path, timeout)
+    try:
+        connection.request("GET", "/version")
+        response = connection.getresponse()
+        body = response.read()
+        if response.status != 200:
+            raise ValueError(f"the Docker daemon answered HTTP {response.status} to GET /version")
+        data = json.loads(body)
+    finally:
+        connection.close()
+    if not isinstance(data, dict):
+        raise ValueError("the Docker daemon's /version answer is not an object")
+    return data
+
+
+def detect_docker(docker_host: str = DEFAULT_DOCKER_HOST, timeout: float = 10.0) -> tuple[Optional[str], list[str]]:
+    """The Docker daemon's version (None when there is no daemon) and notes on why not."""
+    notes: list[str] = []
+    path = docker_socket_path(docker_host)
+    installed = bool(shutil.which("dockerd") or shutil.which("docker"))
+    if path is not None and not os.path.exists(path):
+        if installed:
+            notes.append(f"docker is installed but its daemon is not running (no socket at {path})")
+        return None, notes
+    try:
+        return str(docker_api_version(docker_host, timeout).get("Version") or "unknown"), notes
+    except (OSError, ValueError) as exc:
+        notes.append(f"the Docker daemon at {docker_host} does not answer: {exc}")
+        return None, notes
+
+
+def detect_podman(runner: Runner) -> tuple[Optional[str], list[str], list[str]]:
+    """The podman version, the names of rootless podman users, and notes."""
+    if podman_path() is None:
+        return None, [], []
+    notes: list[str] = []
+    try:
+        version = podman_version(runner)
+    except PodmanError as exc:
+        version = None
+        notes.append(f"podman is installed but does not answer: {exc}")
+    users = [account.name for account in rootless_users()]
+    return version, users, notes
+
+
+def detect_engines(runner: Runner, docker_host: str = DEFAULT_DOCKER_HOST, timeout: float = 10.0) -> EngineReport:
+    """Docker and podman on this host, and the users with rootless podman state."""
+    docker_version, docker_notes = detect_docker(docker_host, timeout)
+    podman, users, podman_notes = detect_podman(runner)
+    return EngineReport(docker_version, podman, users, docker_notes + podman_notes)

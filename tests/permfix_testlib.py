@@ -1,0 +1,317 @@
+# Copyright: permfix.containers contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Shared helpers for the integration, molecule and tier tests.
+
+Everything here drives real programs: ansible-playbook, useradd, podman, the Docker daemon.
+The test bed (tests/setup/prepare.sh) has already installed and started them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pwd
+import secrets
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Union
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CACHE_DIR = Path(os.environ.get("PERMFIX_CACHE", "/var/cache/permfix-tests"))
+VENV_BIN = REPO_ROOT / ".venv" / "bin"
+
+# Local images built by tests/setup/images.sh (never pulled).
+IMAGE_BOOKWORM = "permfix-test/bookworm:latest"
+IMAGE_PODMAN = "permfix-test/podman:latest"
+IMAGE_BUSYBOX = "permfix-test/busybox:latest"
+BUSYBOX_TARBALL = CACHE_DIR / "busybox-rootfs.tar"
+
+# Rootful podman on this kind of machine cannot raise resource limits: pass these.
+PODMAN_ROOTFUL_LIMITS = ("--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024")
+
+
+def collections_dir() -> Path:
+    """The directory that holds ansible_collections/permfix/containers -> this checkout."""
+    digest = hashlib.sha1(str(REPO_ROOT).encode()).hexdigest()[:10]
+    base = Path(os.environ.get("PERMFIX_COLLECTIONS_DIR", f"/tmp/permfix-collections-{digest}"))
+    link = base / "ansible_collections" / "permfix" / "containers"
+    if not link.is_symlink():
+        link.parent.mkdir(parents=True, exist_ok=True)
+        tmp = link.with_name(f".containers-{os.getpid()}")
+        tmp.symlink_to(REPO_ROOT)
+        os.replace(tmp, link)
+    return base
+
+
+def ansible_env(extra: Optional[Mapping[str, str]] = None) -> dict[str, str]:
+    """Environment for ansible-playbook and friends: this checkout as permfix.containers."""
+    env = dict(os.environ)
+    env.update(
+        {
+            "ANSIBLE_COLLECTIONS_PATH": str(collections_dir()),
+            "ANSIBLE_NOCOLOR": "1",
+            "ANSIBLE_FORCE_COLOR": "0",
+            "ANSIBLE_HOST_KEY_CHECKING": "False",
+            "ANSIBLE_RETRY_FILES_ENABLED": "False",
+            "ANSIBLE_LOCALHOST_WARNING": "False",
+            "ANSIBLE_INVENTORY_UNPARSED_WARNING": "False",
+            "ANSIBLE_DEPRECATION_WARNINGS": "False",
+            "PATH": f"{VENV_BIN}:{env.get('PATH', '/usr/sbin:/usr/bin:/sbin:/bin')}",
+        }
+    )
+    if extra:
+        env.update(extra)
+    return env
+
+
+def python_versions_path() -> str:
+    """PATH entries for every pyenv Python 3.9+ on the machine (sanity tests each version)."""
+    root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
+    entries = []
+    for version_dir in sorted(root.glob("3.*")):
+        parts = version_dir.name.split(".")
+        if len(parts) >= 2 and parts[1].isdigit() and int(parts[1]) >= 9 and (version_dir / "bin").is_dir():
+            entries.append(str(version_dir / "bin"))
+    return os.pathsep.join(entries)
+
+
+@dataclass
+class PlaybookResult:
+    """What one ansible-playbook run printed, with the json callback's output parsed."""
+
+    rc: int
+    stdout: str
+    stderr: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def tasks(self, host: str = "localhost") -> list[dict[str, Any]]:
+        """Every task result for ``host``, in order, each with ``_task`` (the task name)."""
+        results = []
+        for play in self.data.get("plays", []):
+            for task in play.get("tasks", []):
+                result = task.get("hosts", {}).get(host)
+                if result is not None:
+                    results.append(dict(result, _task=task["task"]["name"]))
+        return results
+
+    def task(self, name: str, host: str = "localhost") -> dict[str, Any]:
+        """The result of the last task called ``name`` on ``host``."""
+        matches = [result for result in self.tasks(host) if result["_task"] == name]
+        if not matches:
+            raise KeyError(f"no task named {name!r} ran on {host}; output:\n{self.stdout}\n{self.stderr}")
+        return matches[-1]
+
+    @property
+    def stats(self) -> dict[str, Any]:
+        return self.data.get("stats", {})
+
+
+def run_playbook(
+    playbook: Union[str, Path, Sequence[Mapping[str, Any]]],
+    *,
+    extra_vars: Optional[Mapping[str, Any]] = None,
+    check: bool = False,
+    diff: bool = False,
+    inventory: Optional[Union[str, Path]] = None,
+    json_output: bool = True,
+    env: Optional[Mapping[str, str]] = None,
+    cwd: Optional[Union[str, Path]] = None,
+    timeout: int = 900,
+    args: Sequence[str] = (),
+) -> PlaybookResult:
+    """Run ansible-playbook on a path, a playbook name (ns.coll.name) or a list of plays."""
+    with tempfile.TemporaryDirectory(prefix="permfix-play-") as tmp:
+        if isinstance(playbook, (str, Path)):
+            target = str(playbook)
+        else:
+            target = os.path.join(tmp, "play.yml")
+            with open(target, "w", encoding="utf-8") as handle:
+                json.dump(list(playbook), handle)
+        command = [str(VENV_BIN / "ansible-playbook"), target]
+        if inventory is not None:
+            command += ["-i", str(inventory)]
+        if extra_vars:
+            vars_file = os.path.join(tmp, "extra_vars.json")
+            with open(vars_file, "w", encoding="utf-8") as handle:
+                json.dump(dict(extra_vars), handle)
+            command += ["-e", f"@{vars_file}"]
+        if check:
+            command.append("--check")
+        if diff:
+            command.append("--diff")
+        command += list(args)
+        run_env = dict(env or {})
+        if json_output:
+            run_env.setdefault("ANSIBLE_STDOUT_CALLBACK", "ansible.posix.json")
+            run_env.setdefault("ANSIBLE_LOAD_CALLBACK_PLUGINS", "1")
+        proc = subprocess.run(
+            command,
+            env=ansible_env(run_env),
+            cwd=str(cwd or tmp),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    data: dict[str, Any] = {}
+    if json_output and proc.stdout.strip():
+        start = proc.stdout.find("{")
+        if start >= 0:
+            try:
+                data = json.loads(proc.stdout[start:])
+            except json.JSONDecodeError:
+                data = {}
+    return PlaybookResult(proc.returncode, proc.stdout, proc.stderr, data)
+
+
+def run_module(
+    module: str,
+    module_args: Optional[Mapping[str, Any]] = None,
+    *,
+    check: bool = False,
+    diff: bool = False,
+    become_user: Optional[str] = None,
+    environment: Optional[Mapping[str, str]] = None,
+) -> dict[str, Any]:
+    """Run one module on localhost through ansible-playbook and return its result.
+
+    ``module`` may be short (``subid_info``) or fully qualified. The result carries
+    ``failed``, ``changed``, ``msg`` and the module's return values, as a task sees them.
+    """
+    name = module if "." in module else f"permfix.containers.{module}"
+    task: dict[str, Any] = {"name": "module under test", name: dict(module_args or {}), "ignore_errors": True}
+    if environment:
+        task["environment"] = dict(environment)
+    play: dict[str, Any] = {"hosts": "localhost", "gather_facts": False, "tasks": [task]}
+    if become_user:
+        play.update({"become": True, "become_user": become_user, "become_method": "ansible.builtin.su"})
+    result = run_playbook([play], check=check, diff=diff)
+    try:
+        return result.task("module under test")
+    except KeyError as exc:
+        raise AssertionError(f"{name} did not run: rc={result.rc}\n{result.stdout}\n{result.stderr}") from exc
+
+
+@dataclass
+class User:
+    """A real local account made for one test."""
+
+    name: str
+    uid: int
+    gid: int
+    home: str
+
+
+def random_name(prefix: str = "pf") -> str:
+    """A short random name usable as a user, container, volume or directory name."""
+    return f"{prefix}{secrets.token_hex(4)}"
+
+
+def create_user(prefix: str = "pft", *, subids: bool = False) -> User:
+    """Create a real user with a home directory.
+
+    With ``subids=False`` (the default) no /etc/subuid or /etc/subgid entry is added, so a
+    test controls them itself; shadow's useradd would otherwise allocate 65536 of each.
+    """
+    name = random_name(prefix)
+    command = ["useradd", "--create-home", "--shell", "/bin/bash", "--user-group"]
+    if not subids:
+        command += ["-K", "SUB_UID_COUNT=0", "-K", "SUB_GID_COUNT=0"]
+    subprocess.run(command + [name], check=True, capture_output=True, text=True)
+    entry = pwd.getpwnam(name)
+    return User(name, entry.pw_uid, entry.pw_gid, entry.pw_dir)
+
+
+def delete_user(user: User) -> None:
+    """Stop everything the user runs, remove its podman state, its account and home.
+
+    Lines for the user in /etc/subuid and /etc/subgid are removed by userdel itself.
+    """
+    subprocess.run(["pkill", "-KILL", "-u", user.name], capture_output=True, check=False)
+    subprocess.run(["userdel", "--remove", "--force", user.name], capture_output=True, check=False)
+    shutil.rmtree(user.home, ignore_errors=True)
+    shutil.rmtree(f"/tmp/podman-run-{user.uid}", ignore_errors=True)
+    shutil.rmtree(f"/run/user/{user.uid}", ignore_errors=True)
+
+
+def user_env(user: User) -> dict[str, str]:
+    """A login-like environment for ``user`` (what podman needs when run as that user)."""
+    runtime_dir = f"/run/user/{user.uid}"
+    if not os.path.isdir(runtime_dir):
+        os.makedirs(runtime_dir, mode=0o700, exist_ok=True)
+        os.chown(runtime_dir, user.uid, user.gid)
+    return {
+        "HOME": user.home,
+        "USER": user.name,
+        "LOGNAME": user.name,
+        "PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
+        "XDG_RUNTIME_DIR": runtime_dir,
+        "LANG": "C.UTF-8",
+    }
+
+
+def run_as(user: User, argv: Sequence[str], *, check: bool = True, timeout: int = 300, input_text: Optional[str] = None) -> subprocess.CompletedProcess:
+    """Run ``argv`` as ``user`` from its home directory with a login-like environment."""
+    command = ["runuser", "-u", user.name, "--", "env", "-i"]
+    command += [f"{key}={value}" for key, value in user_env(user).items()]
+    command += list(argv)
+    return subprocess.run(
+        command, cwd=user.home, capture_output=True, text=True, check=check, timeout=timeout, input=input_text
+    )
+
+
+def podman_import_busybox(user: Optional[User] = None, name: str = IMAGE_BUSYBOX) -> str:
+    """Import the busybox image into root's or ``user``'s podman storage (no registry)."""
+    argv = ["podman", "import", "--change", 'CMD ["sh"]', str(BUSYBOX_TARBALL), name]
+    if user is None:
+        subprocess.run(argv, check=True, capture_output=True, text=True)
+    else:
+        os.chmod(BUSYBOX_TARBALL, 0o644)
+        run_as(user, argv)
+    return name
+
+
+def sh(*argv: str, check: bool = True, timeout: int = 300) -> subprocess.CompletedProcess:
+    """Run a command as root and capture its output as text."""
+    return subprocess.run(list(argv), capture_output=True, text=True, check=check, timeout=timeout)
+
+
+def staged_collection() -> Path:
+    """A copy of this checkout at .../ansible_collections/permfix/containers (for ansible-test).
+
+    ansible-test resolves the working directory, so a symlink will not do. The copy holds the
+    files git tracks plus the untracked ones it does not ignore, and is refreshed in place.
+    """
+    base = CACHE_DIR / "stage" / hashlib.sha1(str(REPO_ROOT).encode()).hexdigest()[:10]
+    target = base / "ansible_collections" / "permfix" / "containers"
+    target.mkdir(parents=True, exist_ok=True)
+    listing = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO_ROOT, capture_output=True, check=True,
+    ).stdout
+    files = [name for name in listing.decode().split("\0") if name and (REPO_ROOT / name).exists()]
+    with tempfile.NamedTemporaryFile("w", delete=False, prefix="permfix-stage-") as handle:
+        handle.write("\n".join(files) + "\n")
+        list_file = handle.name
+    try:
+        subprocess.run(
+            ["rsync", "-a", "--delete", "--delete-excluded", "--exclude", "tests/output",
+             f"--files-from={list_file}", f"{REPO_ROOT}/", f"{target}/"],
+            check=True, capture_output=True,
+        )
+        # --files-from does not delete files that vanished from the checkout: prune them.
+        wanted = set(files)
+        for path in sorted(target.rglob("*"), reverse=True):
+            rel = path.relative_to(target).as_posix()
+            if rel.startswith("tests/output") or path.is_dir():
+                continue
+            if rel not in wanted:
+                path.unlink()
+    finally:
+        os.unlink(list_file)
+    return target

@@ -1,0 +1,37 @@
+# Copyright: permfix.containers contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+import pytest
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.permfix.containers.plugins.filter.report import FilterModule
+
+FILTERS = FilterModule().filters()
+
+
+def test_filters_are_registered():
+    assert set(FILTERS) == {"report", "report_markdown", "report_summary", "report_findings"}
+
+
+def test_report_filter_builds_the_report():
+    report = FILTERS["report"]({"h": {"reachable": True, "findings": []}}, "2026-01-01T00:00:00Z")
+    assert report["summary"]["hosts"] == 1
+    assert FILTERS["report_findings"](report) == ["no findings"]
+    assert FILTERS["report_markdown"](report).count("## h") == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("report", ["not", "a", "dict"], "expects a dict of host results"),
+        ("report_markdown", {}, "needs a report built by permfix.containers.report"),
+        ("report_summary", {"hosts": {}}, "needs a report built by permfix.containers.report"),
+        ("report_findings", {}, "needs a report built by permfix.containers.report"),
+    ],
+)
+def test_filters_explain_bad_input(name, value, message):
+    args = (value, "t") if name == "report" else (value,)
+    with pytest.raises(AnsibleFilterError, match=message):
+        FILTERS[name](*args)
