@@ -22,7 +22,7 @@ version_added: 0.1.0
 author:
   - permfix.containers contributors (@permfix)
 description:
-  - Takes a dictionary of C({inventory_hostname: result}), where each result has
+  - Takes a dictionary that maps each inventory hostname to its result, where each result has
     C(reachable), C(engines) and C(findings) (and C(reason) for a host that failed), and
     returns the report that C(permfix.containers.audit) writes to C(report.json).
   - The companion filters C(permfix.containers.report_markdown),
