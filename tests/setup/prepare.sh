@@ -25,7 +25,7 @@ need_root() {
 # --- Debian packages ---------------------------------------------------------------------
 runtime_packages=(python3 python3-venv python3-docker ca-certificates git)
 test_packages=(docker.io podman uidmap slirp4netns fuse-overlayfs busybox-static debootstrap acl
-  e2fsprogs iproute2 util-linux procps sudo passwd rsync python3-docker git)
+  e2fsprogs iproute2 util-linux procps sudo passwd rsync)
 
 install_packages() {
   local missing=() pkg
@@ -69,14 +69,15 @@ start_dockerd() {
 # --- Python virtual environment -------------------------------------------------------
 pick_python() {
   local candidate
-  for candidate in "${PERMFIX_PYTHON:-}" python3.13 python3.12; do
+  # Python 3.12 is what the pinned tool chain is tested with; 3.13 works as a fall-back.
+  for candidate in "${PERMFIX_PYTHON:-}" python3.12 python3.13; do
     [ -n "$candidate" ] || continue
     if command -v "$candidate" >/dev/null 2>&1 && "$candidate" -c 'import venv, ensurepip' >/dev/null 2>&1; then
       command -v "$candidate"
       return
     fi
   done
-  for candidate in "$(pyenv root 2>/dev/null)"/versions/3.13*/bin/python3 "$(pyenv root 2>/dev/null)"/versions/3.12*/bin/python3; do
+  for candidate in "$(pyenv root 2>/dev/null)"/versions/3.12*/bin/python3 "$(pyenv root 2>/dev/null)"/versions/3.13*/bin/python3; do
     [ -x "$candidate" ] && { echo "$candidate"; return; }
   done
   command -v python3
