@@ -45,7 +45,7 @@ def test_audit_localhost_reports_a_rootless_user_without_subids_and_changes_noth
     report_dir = tmp_path / "report"
 
     result = lib.run_playbook(AUDIT, extra_vars={"permfix_hosts": "localhost", "permfix_report_dir": str(report_dir)},
-                              inventory="localhost,", args=["-c", "local", "-e", "ansible_python_interpreter=auto_silent"],
+                              inventory="localhost,", args=["-c", "local", "-e", "ansible_python_interpreter=/usr/bin/python3"],
                               json_output=False)
 
     assert result.rc == 0, result.stdout + result.stderr
