@@ -1,0 +1,341 @@
+#!/usr/bin/python
+# Copyright: permfix.containers contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: subid
+short_description: Give a user at least N subordinate UIDs and GIDs, safely, then run podman system migrate
+version_added: 0.1.0
+description:
+  - Makes sure a user holds at least O(count) subordinate UIDs in C(/etc/subuid) and GIDs in
+    C(/etc/subgid), which rootless podman needs to map the IDs of a container.
+  - Never moves or shrinks an existing range, because the files in the user's container storage
+    are owned by those IDs. A range is widened in place when the IDs after it are free;
+    otherwise a new range is added at the first free block within C(SUB_UID_MIN)..C(SUB_UID_MAX)
+    (C(SUB_GID_MIN)..C(SUB_GID_MAX)) of login.defs that overlaps no other range (malformed
+    lines included) and no account's UID or GID, the way shadow's C(useradd) chooses. When both
+    files need a new range, a start that is free in both is preferred.
+  - Every other line stays byte for byte, comments, blank lines, other users' entries and
+    malformed lines included.
+  - Additions to the system files are written with C(usermod --add-subuids/--add-subgids),
+    which takes shadow-utils' locks. Widening a range, other files, or a host without a usermod
+    that knows those options use an atomic replacement (temporary file, fsync, rename, same
+    owner, mode and SELinux label) under shadow-utils' locks (C(.pwd.lock) and C(FILE.lock)).
+    Runs of this module also serialise among themselves, so two runs for different users never
+    pick the same block.
+  - Overlaps with other users' ranges are reported as warnings, never "fixed".
+  - Refuses to change anything when C(/etc/nsswitch.conf) names a C(subid:) source other than
+    C(files), because the files are not what shadow-utils uses then.
+  - After the user's ranges change, runs C(podman system migrate) as that user (with HOME and,
+    when C(/run/user/UID) exists, XDG_RUNTIME_DIR) so the new ranges take effect.
+    B(This stops every running container of that user.) It is skipped when podman is not
+    installed or the user has no rootless podman state, and with O(migrate=never).
+author:
+  - permfix.containers contributors (@permfix)
+options:
+  name:
+    description: The user, by name or numeric UID.
+    type: str
+    required: true
+    aliases: [user]
+  count:
+    description:
+      - The least number of subordinate UIDs and of subordinate GIDs the user must hold
+        (distinct IDs over all its ranges).
+      - Defaults to C(SUB_UID_COUNT) and C(SUB_GID_COUNT) from O(login_defs_path), else 65536.
+      - To let a container use UID or GID N, the user needs at least N.
+    type: int
+  migrate:
+    description:
+      - When to run C(podman system migrate) as the user, which stops its running containers.
+      - V(on_change) runs it after this module changed the user's ranges.
+      - V(always) runs it even when nothing changed (for handlers that run after the change).
+      - V(never) skips it; the new ranges then take effect only after the user's podman pause
+        process ends (for example at the next reboot) or a later migrate.
+    type: str
+    choices: [on_change, always, never]
+    default: on_change
+  backup:
+    description:
+      - Keep a copy of each file this module changes, with a timestamp in its name, before changing it.
+    type: bool
+    default: false
+  subuid_path:
+    description: The subordinate UID file.
+    type: path
+    default: /etc/subuid
+  subgid_path:
+    description: The subordinate GID file.
+    type: path
+    default: /etc/subgid
+  login_defs_path:
+    description: Where C(SUB_UID_MIN), C(SUB_UID_MAX), C(SUB_UID_COUNT) and the GID ones are read.
+    type: path
+    default: /etc/login.defs
+  passwd_path:
+    description:
+      - The passwd file, for the user and the account IDs new ranges keep clear of. With the
+        default, users not in the file (LDAP, SSSD) are looked up in the passwd database too.
+    type: path
+    default: /etc/passwd
+  group_path:
+    description: The group file, for the GIDs new ranges keep clear of.
+    type: path
+    default: /etc/group
+  nsswitch_path:
+    description: Where the C(subid:) source is read.
+    type: path
+    default: /etc/nsswitch.conf
+notes:
+  - Run as root (C(become=true)).
+  - Subordinate IDs are read and written as shadow-utils reads them; see M(permfix.containers.subid_info)
+    for what counts as malformed.
+seealso:
+  - module: permfix.containers.subid_info
+  - name: subuid(5)
+    description: The format of C(/etc/subuid).
+    link: https://man7.org/linux/man-pages/man5/subuid.5.html
+  - name: podman-system-migrate(1)
+    description: Why the new ranges need a migrate.
+    link: https://docs.podman.io/en/latest/markdown/podman-system-migrate.1.html
+extends_documentation_fragment:
+  - permfix.containers.attributes
+  - permfix.containers.attributes.fix_module
+"""
+
+EXAMPLES = r"""
+- name: Give app the login.defs default number of subordinate IDs (65536), then migrate
+  permfix.containers.subid:
+    name: app
+  become: true
+
+- name: Let ci run containers whose processes use UIDs up to 200000
+  permfix.containers.subid:
+    name: ci
+    count: 200000
+    backup: true
+  become: true
+
+- name: Extend ranges now, migrate later from a handler
+  permfix.containers.subid:
+    name: app
+    migrate: never
+  become: true
+  notify: Migrate app's podman storage
+
+# in handlers:
+- name: Migrate app's podman storage
+  permfix.containers.subid:
+    name: app
+    migrate: always
+  become: true
+"""
+
+RETURN = r"""
+user:
+  description: The user's name.
+  returned: success
+  type: str
+  sample: app
+uid:
+  description: The user's UID.
+  returned: success
+  type: int
+  sample: 1001
+subuid:
+  description: The user's subordinate UIDs after the change (or, in check mode, as they would be).
+  returned: success
+  type: dict
+  sample:
+    count: 65536
+    wanted: 65536
+    ranges: [{start: 100000, count: 65536}]
+    changes:
+      - {action: widen, start: 101000, count: 64536, line: 3,
+         range_before: {start: 100000, count: 1000}, range_after: {start: 100000, count: 65536}}
+  contains:
+    count:
+      description: Distinct subordinate UIDs the user holds.
+      type: int
+    wanted:
+      description: The least number asked for.
+      type: int
+    ranges:
+      description: The user's ranges.
+      type: list
+      elements: dict
+    changes:
+      description:
+        - "What was (or, in check mode, would be) done: V(widen) the range on line C(line) in place, or
+          V(add) a range. C(start) and C(count) are the IDs the user gains; C(range_before) and
+          C(range_after) are the widened range before and after (C(range_before) is V(null) for V(add))."
+      type: list
+      elements: dict
+subgid:
+  description: The user's subordinate GIDs, in the same shape as RV(subuid).
+  returned: success
+  type: dict
+  sample:
+    count: 65536
+    wanted: 65536
+    ranges: [{start: 100000, count: 65536}]
+    changes: []
+method:
+  description:
+    - How the files were written, V(usermod) or V(file) (atomic replacement under shadow's locks);
+      V(null) when nothing was written.
+  returned: success
+  type: str
+  sample: usermod
+backup_files:
+  description: The backup of each changed file, by kind, when O(backup=true).
+  returned: success
+  type: dict
+  sample: {subuid: "/etc/subuid.12345.2026-11-22@20:00:00~"}
+migrate:
+  description: What became of C(podman system migrate) as the user.
+  returned: success
+  type: dict
+  sample:
+    ran: true
+    would_run: true
+    rc: 0
+    stdout: ""
+    stderr: ""
+    reason: null
+    warning: podman system migrate stops every running container of the user
+  contains:
+    ran:
+      description: Whether it ran.
+      type: bool
+    would_run:
+      description: Whether it ran or, in check mode, would run.
+      type: bool
+    rc:
+      description: Its exit code, V(null) when it did not run.
+      type: int
+    stdout:
+      description: What it printed.
+      type: str
+    stderr:
+      description: What it printed on standard error.
+      type: str
+    reason:
+      description: Why it did not run.
+      type: str
+    warning:
+      description: That it stops the user's running containers, when it runs or would run.
+      type: str
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.permfix.containers.plugins.module_utils._podman import module_runner
+from ansible_collections.permfix.containers.plugins.module_utils._subid import (
+    HIGHEST_ID,
+    KINDS,
+    MIGRATE_ALWAYS,
+    MIGRATE_NEVER,
+    MIGRATE_ON_CHANGE,
+    EnsureRequest,
+    EnsureResult,
+    SubidError,
+    SubidPaths,
+    ensure_subids,
+    json_safe,
+    union_size,
+)
+
+PATH_OPTIONS = {
+    "subuid_path": "/etc/subuid",
+    "subgid_path": "/etc/subgid",
+    "login_defs_path": "/etc/login.defs",
+    "passwd_path": "/etc/passwd",
+    "group_path": "/etc/group",
+    "nsswitch_path": "/etc/nsswitch.conf",
+}
+
+
+def outcome(result: EnsureResult, paths: SubidPaths) -> dict:
+    """The module's return values (without ``changed`` and ``diff``)."""
+    values = {
+        "user": result.user.name,
+        "uid": result.user.uid,
+        "method": result.method,
+        "backup_files": dict(result.backups),
+        "migrate": result.migrate,
+    }
+    for kind in KINDS:
+        values[kind] = {
+            "count": union_size(result.ranges[kind]),
+            "wanted": result.wanted[kind],
+            "ranges": [rng.as_dict() for rng in result.ranges[kind]],
+            "changes": [change.as_dict() for change in result.changes[kind]],
+        }
+    return json_safe(values)
+
+
+def diff(result: EnsureResult, paths: SubidPaths) -> list:
+    return json_safe([
+        {
+            "before_header": paths.of(kind),
+            "after_header": paths.of(kind),
+            "before": result.before[kind],
+            "after": result.after[kind],
+        }
+        for kind in KINDS
+        if result.changes[kind]
+    ])
+
+
+def main() -> None:
+    argument_spec = {
+        "name": {"type": "str", "required": True, "aliases": ["user"]},
+        "count": {"type": "int"},
+        "migrate": {"type": "str", "choices": [MIGRATE_ON_CHANGE, MIGRATE_ALWAYS, MIGRATE_NEVER], "default": MIGRATE_ON_CHANGE},
+        "backup": {"type": "bool", "default": False},
+    }
+    argument_spec.update({name: {"type": "path", "default": default} for name, default in PATH_OPTIONS.items()})
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    params = module.params
+    if params["count"] is not None and not 1 <= params["count"] <= HIGHEST_ID:
+        module.fail_json(msg=f"count must be between 1 and {HIGHEST_ID}, not {params['count']}")
+    paths = SubidPaths(
+        subuid=params["subuid_path"],
+        subgid=params["subgid_path"],
+        login_defs=params["login_defs_path"],
+        passwd=params["passwd_path"],
+        group=params["group_path"],
+        nsswitch=params["nsswitch_path"],
+    )
+    request = EnsureRequest(
+        user=params["name"],
+        counts=None if params["count"] is None else {kind: params["count"] for kind in KINDS},
+        paths=paths,
+        migrate=params["migrate"],
+    )
+    backup = module.backup_local if params["backup"] else None
+    try:
+        result = ensure_subids(request, module_runner(module), check_mode=module.check_mode, backup=backup)
+    except SubidError as exc:
+        module.fail_json(msg=json_safe(str(exc)))
+    for warning in result.warnings:
+        module.warn(json_safe(warning))
+    changed = result.changed_ranges or bool(result.migrate.get("would_run"))
+    values = outcome(result, paths)
+    if result.migrate.get("ran") and result.migrate.get("rc") != 0:
+        written = "its new ranges are written, but " if result.changed_ranges else ""
+        module.fail_json(
+            msg=f"{written}'podman system migrate' as {result.user.name} failed with exit code "
+            f"{result.migrate['rc']}: {result.migrate['stderr'].strip()}; run it as that user to see why",
+            changed=changed,
+            diff=diff(result, paths),
+            **values,
+        )
+    module.exit_json(changed=changed, diff=diff(result, paths), **values)
+
+
+if __name__ == "__main__":
+    main()
