@@ -189,7 +189,9 @@ def run_module(
         task["environment"] = dict(environment)
     play: dict[str, Any] = {"hosts": "localhost", "gather_facts": False, "tasks": [task]}
     if become_user:
-        play.update({"become": True, "become_user": become_user, "become_method": "ansible.builtin.su"})
+        # the user cannot read the venv: run the module with the system Python
+        play.update({"become": True, "become_user": become_user, "become_method": "ansible.builtin.su",
+                     "vars": {"ansible_python_interpreter": "/usr/bin/python3"}})
     result = run_playbook([play], check=check, diff=diff)
     try:
         return result.task("module under test")
