@@ -1,0 +1,1316 @@
+# Copyright: permfix.containers contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The ownership engine: find and change the owners (or POSIX ACLs) of a directory tree, safely.
+
+How the walk stays safe:
+
+- Every directory is opened relative to its parent's descriptor with ``O_NOFOLLOW |
+  O_DIRECTORY`` after an ``lstat`` of the name, and the opened descriptor's
+  ``(st_dev, st_ino)`` must be the ones the ``lstat`` saw: a directory swapped for a
+  symbolic link (or for another directory) between the listing and the descent is reported,
+  never followed.
+- Entries are examined with ``fstatat(dirfd, name, AT_SYMLINK_NOFOLLOW)`` and changed with
+  ``fchownat(dirfd, name, ..., AT_SYMLINK_NOFOLLOW)``; directories are changed through their
+  own descriptor (``fchown``) after their content (post-order), so the root is changed last
+  and an interrupted run leaves the root mismatched for the next run to find. The root is
+  also left alone when anything below it could not be changed or walked.
+- Symbolic links are changed themselves (like ``chown -R``), never followed; device nodes are
+  skipped and reported (owning a device node grants access to the device); sockets and FIFOs
+  are never opened.
+- A regular file with more than one hard link is skipped and reported unless allowed: its
+  other names can be outside the tree.
+- The walk stays on the root's filesystem (``st_dev``; bind mounts of the same filesystem
+  below the root are found through the mount id) unless asked to cross.
+- System paths, home directories themselves and container storage are refused.
+
+Memory stays bounded: the walk is iterative and holds, per directory on the current path,
+one descriptor and at most ``CHUNK`` names of subdirectories still to visit; a directory
+with more subdirectories keeps its listing open and is read in chunks. When the number of
+open descriptors reaches the budget, descriptors of directories higher up are closed and
+re-opened later through ``..`` of their child (or by name from the nearest open ancestor)
+with their ``(st_dev, st_ino)`` checked.
+
+Residual race (documented for users): a process that can write a directory of the tree
+could replace a file by a hard link between its ``lstat`` and its ``fchownat``; with
+``fs.protected_hardlinks=1`` (the default on every current distribution) it can only link
+files it owns or can already read and write.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import re
+import stat
+import struct
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+try:
+    import resource
+except ImportError:  # pragma: no cover - every Linux Python has it
+    resource = None  # type: ignore[assignment]
+
+STRATEGIES: Tuple[str, ...] = ("chown", "acl")
+POLICIES: Tuple[str, ...] = ("always", "on_root_mismatch")
+
+# Names of subdirectories kept in memory per directory before its listing is paused.
+CHUNK = 2048
+DEFAULT_SAMPLE_SIZE = 20
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK
+_PARENT_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | os.O_NOCTTY
+
+_S_IFMT = 0o170000
+_S_IFDIR = stat.S_IFDIR
+_S_IFREG = stat.S_IFREG
+_S_IFLNK = stat.S_IFLNK
+_S_IFCHR = stat.S_IFCHR
+_S_IFBLK = stat.S_IFBLK
+
+_KIND_NAMES = {
+    stat.S_IFDIR: "directory",
+    stat.S_IFREG: "regular file",
+    stat.S_IFLNK: "symbolic link",
+    stat.S_IFCHR: "character device",
+    stat.S_IFBLK: "block device",
+    stat.S_IFIFO: "FIFO",
+    stat.S_IFSOCK: "socket",
+}
+
+Hook = Callable[[str, str], None]
+
+
+class OwnershipError(Exception):
+    """The walk cannot start or go on; the message says what to do about it."""
+
+
+# --------------------------------------------------------------------------------------------
+# Protected paths
+
+
+# The path itself and everything below it is refused.
+PROTECTED_TREES: Tuple[str, ...] = (
+    "/bin",
+    "/boot",
+    "/dev",
+    "/etc",
+    "/proc",
+    "/run",
+    "/sbin",
+    "/sys",
+    "/usr",
+    "/var/run",
+    "/var/lock",
+    "/var/lib/docker",
+    "/var/lib/containers",
+    "/var/lib/containerd",
+)
+# Only the path itself is refused (its subdirectories are where data usually lives).
+PROTECTED_EXACT: Tuple[str, ...] = (
+    "/",
+    "/home",
+    "/root",
+    "/var",
+    "/var/lib",
+    "/var/log",
+    "/var/cache",
+    "/var/spool",
+    "/var/mail",
+    "/var/tmp",
+    "/tmp",
+    "/opt",
+    "/srv",
+    "/mnt",
+    "/media",
+)
+
+_TREE_REASONS = {
+    "/proc": "is the kernel's process filesystem",
+    "/sys": "is the kernel's sysfs",
+    "/dev": "holds device nodes",
+    "/run": "holds the running system's state",
+    "/var/run": "holds the running system's state",
+    "/var/lock": "holds the running system's locks",
+    "/boot": "holds the boot loader and kernels",
+    "/etc": "holds the system's configuration",
+}
+_STORAGE_TREES = ("/var/lib/docker", "/var/lib/containers", "/var/lib/containerd")
+
+
+def normalize_path(path: str) -> str:
+    """An absolute, normalized path (``//x/../y/`` -> ``/y``) without touching the filesystem."""
+    norm = os.path.normpath(path)
+    if norm.startswith("//"):
+        norm = "/" + norm.lstrip("/")
+    return norm
+
+
+def _is_below(path: str, top: str) -> bool:
+    return path == top or path.startswith(top.rstrip("/") + "/")
+
+
+def _inside(norm: str, top: str, what: str) -> str:
+    if norm == top:
+        return f"{top} {what}"
+    return f"{norm} is inside {top}, which {what}"
+
+
+def refusal_reason(
+    path: str,
+    homes: Iterable[str] = (),
+    storage: Iterable[str] = (),
+) -> Optional[str]:
+    """Why changing ownership at ``path`` is refused, or None when it is allowed.
+
+    ``homes`` are the home directories of the host's users (each refused itself, not
+    below); ``storage`` are container storage directories (refused with everything below).
+    Pure: the caller gathers ``homes`` and ``storage`` (see :func:`host_protected_paths`).
+    """
+    if not path.startswith("/"):
+        return f"{path} is not an absolute path"
+    norm = normalize_path(path)
+    for top in list(storage) + list(_STORAGE_TREES):
+        top_norm = normalize_path(top)
+        if top_norm != "/" and _is_below(norm, top_norm):
+            return f"{norm} is container storage ({top_norm}), which only its container engine may change"
+    first = norm.split("/")[1] if norm != "/" else ""
+    if first.startswith("lib"):
+        return _inside(norm, f"/{first}", "holds the operating system's libraries")
+    for top in PROTECTED_TREES:
+        if _is_below(norm, top):
+            return _inside(norm, top, _TREE_REASONS.get(top, "holds the operating system's files"))
+    if norm in PROTECTED_EXACT:
+        return f"{norm} is a system directory shared by the whole host"
+    for home in homes:
+        home_norm = normalize_path(home)
+        if home_norm == norm:
+            return f"{norm} is a user's home directory itself (choose a directory inside it)"
+    return None
+
+
+_STORAGE_KEYS = re.compile(r"""^\s*(graphroot|runroot|rootless_storage_path)\s*=\s*["']([^"']+)["']""", re.M)
+
+
+def host_protected_paths(etc: str = "/etc") -> Tuple[List[str], List[str]]:
+    """Return ``(homes, storage)`` for :func:`refusal_reason` as configured on this host."""
+    import pwd  # local: only this function needs the user database
+
+    homes: List[str] = []
+    storage: List[str] = ["/var/lib/docker", "/var/lib/containers", "/var/lib/containerd"]
+    try:
+        entries = pwd.getpwall()
+    except OSError:
+        entries = []
+    for entry in entries:
+        home = entry.pw_dir or ""
+        if home.startswith("/") and home != "/":
+            homes.append(home)
+            storage.append(os.path.join(home, ".local/share/containers"))
+    try:
+        with open(os.path.join(etc, "docker/daemon.json"), encoding="utf-8") as handle:
+            daemon = json.load(handle)
+        for key in ("data-root", "graph"):
+            if isinstance(daemon.get(key), str) and daemon[key].startswith("/"):
+                storage.append(daemon[key])
+    except (OSError, ValueError, AttributeError):
+        pass
+    for conf in (os.path.join(etc, "containers/storage.conf"), "/usr/share/containers/storage.conf"):
+        try:
+            with open(conf, encoding="utf-8") as handle:
+                text = handle.read()
+        except OSError:
+            continue
+        for _key, value in _STORAGE_KEYS.findall(text):
+            if value.startswith("/") and "$" not in value:
+                storage.append(value)
+    return homes, storage
+
+
+# --------------------------------------------------------------------------------------------
+# Bounded samples
+
+
+class Sample:
+    """Keep the first ``limit`` items added and count all of them."""
+
+    __slots__ = ("limit", "total", "items")
+
+    def __init__(self, limit: int = DEFAULT_SAMPLE_SIZE) -> None:
+        if limit < 0:
+            raise ValueError("a sample limit cannot be negative")
+        self.limit = limit
+        self.total = 0
+        self.items: List[Any] = []
+
+    def add(self, item: Any) -> None:
+        self.total += 1
+        if len(self.items) < self.limit:
+            self.items.append(item)
+
+    @property
+    def full(self) -> bool:
+        return len(self.items) >= self.limit
+
+    @property
+    def truncated(self) -> int:
+        """How many items were counted but not kept."""
+        return self.total - len(self.items)
+
+
+# --------------------------------------------------------------------------------------------
+# POSIX ACLs (the kernel's xattr format: version 2, little-endian entries sorted by tag, id)
+
+ACL_USER_OBJ = 0x01
+ACL_USER = 0x02
+ACL_GROUP_OBJ = 0x04
+ACL_GROUP = 0x08
+ACL_MASK = 0x10
+ACL_OTHER = 0x20
+ACL_UNDEFINED_ID = 0xFFFFFFFF
+_ACL_VERSION = 2
+_ACL_HEADER = struct.Struct("<I")
+_ACL_ENTRY = struct.Struct("<HHI")
+XATTR_ACCESS = "system.posix_acl_access"
+XATTR_DEFAULT = "system.posix_acl_default"
+
+AclEntry = Tuple[int, int, int]  # (tag, id, perm)
+_NAMED = (ACL_USER, ACL_GROUP)
+_BASE = (ACL_USER_OBJ, ACL_GROUP_OBJ, ACL_OTHER)
+
+
+class AclError(ValueError):
+    """An ACL xattr that does not parse."""
+
+
+def parse_acl(data: bytes) -> List[AclEntry]:
+    """Decode a ``system.posix_acl_*`` xattr value into sorted ``(tag, id, perm)`` entries."""
+    if len(data) < _ACL_HEADER.size or (len(data) - _ACL_HEADER.size) % _ACL_ENTRY.size:
+        raise AclError(f"ACL xattr of {len(data)} bytes has a bad size")
+    (version,) = _ACL_HEADER.unpack_from(data, 0)
+    if version != _ACL_VERSION:
+        raise AclError(f"ACL xattr version {version} is not {_ACL_VERSION}")
+    entries = []
+    for offset in range(_ACL_HEADER.size, len(data), _ACL_ENTRY.size):
+        tag, perm, ident = _ACL_ENTRY.unpack_from(data, offset)
+        if tag not in _NAMED:
+            ident = ACL_UNDEFINED_ID
+        entries.append((tag, ident, perm & 7))
+    return sorted(entries)
+
+
+def build_acl(entries: Iterable[AclEntry]) -> bytes:
+    """Encode entries into the xattr value the kernel expects (sorted, versioned)."""
+    out = [_ACL_HEADER.pack(_ACL_VERSION)]
+    for tag, ident, perm in sorted(entries):
+        out.append(_ACL_ENTRY.pack(tag, perm & 7, ident if tag in _NAMED else ACL_UNDEFINED_ID))
+    return b"".join(out)
+
+
+def acl_from_mode(mode: int) -> List[AclEntry]:
+    """The minimal ACL equivalent to the permission bits of ``mode``."""
+    return [
+        (ACL_USER_OBJ, ACL_UNDEFINED_ID, (mode >> 6) & 7),
+        (ACL_GROUP_OBJ, ACL_UNDEFINED_ID, (mode >> 3) & 7),
+        (ACL_OTHER, ACL_UNDEFINED_ID, mode & 7),
+    ]
+
+
+def acl_grant(entries: Sequence[AclEntry], grants: Sequence[Tuple[int, int]], perm: int) -> List[AclEntry]:
+    """Return ``entries`` with each ``(tag, id)`` of ``grants`` given at least ``perm``.
+
+    The mask is widened only by ``perm`` when one exists (least privilege); when the ACL
+    had none, it becomes the union of the group class like ``setfacl -m`` computes it.
+    """
+    table: Dict[Tuple[int, int], int] = {(tag, ident): p for tag, ident, p in entries}
+    for tag, ident in grants:
+        table[(tag, ident)] = table.get((tag, ident), 0) | perm
+    has_named = any(tag in _NAMED for tag, _ident in table)
+    mask_key = (ACL_MASK, ACL_UNDEFINED_ID)
+    if mask_key in table:
+        table[mask_key] |= perm
+    elif has_named:
+        union = 0
+        for (tag, _ident), p in table.items():
+            if tag in _NAMED or tag == ACL_GROUP_OBJ:
+                union |= p
+        table[mask_key] = union
+    return sorted((tag, ident, p) for (tag, ident), p in table.items())
+
+
+_PERM_TEXT = ("---", "--x", "-w-", "-wx", "r--", "r-x", "rw-", "rwx")
+_TAG_TEXT = {
+    ACL_USER_OBJ: "user",
+    ACL_USER: "user",
+    ACL_GROUP_OBJ: "group",
+    ACL_GROUP: "group",
+    ACL_MASK: "mask",
+    ACL_OTHER: "other",
+}
+
+
+def acl_text(entries: Iterable[AclEntry], prefix: str = "") -> str:
+    """getfacl-like short text: ``user::rwx,user:1000:rwx,group::r-x,mask::rwx,other::r-x``."""
+    parts = []
+    for tag, ident, perm in sorted(entries):
+        qualifier = str(ident) if tag in _NAMED else ""
+        parts.append(f"{prefix}{_TAG_TEXT.get(tag, hex(tag))}:{qualifier}:{_PERM_TEXT[perm & 7]}")
+    return ",".join(parts)
+
+
+@dataclass
+class AclPlan:
+    """What the acl strategy would write for one entry (None: that ACL is already right)."""
+
+    access: Optional[bytes]
+    default: Optional[bytes]
+    before: str
+    after: str
+
+    @property
+    def needed(self) -> bool:
+        return self.access is not None or self.default is not None
+
+
+def _acl_focus(entries: Sequence[AclEntry], grants: Sequence[Tuple[int, int]], prefix: str) -> str:
+    table = {(tag, ident): perm for tag, ident, perm in entries}
+    shown = [(tag, ident, table.get((tag, ident), 0)) for tag, ident in grants]
+    mask = table.get((ACL_MASK, ACL_UNDEFINED_ID))
+    if mask is not None:
+        shown.append((ACL_MASK, ACL_UNDEFINED_ID, mask))
+    return acl_text(shown, prefix)
+
+
+def plan_acl(
+    access: Optional[bytes],
+    default: Optional[bytes],
+    mode: int,
+    grants: Sequence[Tuple[int, int]],
+) -> AclPlan:
+    """Plan the ACL change that grants ``grants`` rwX (and a default rwx on directories).
+
+    ``access``/``default`` are the current xattr values (None when absent); ``mode`` is the
+    entry's st_mode. Regular files get ``rw`` plus ``x`` when some execute bit is set.
+    """
+    is_dir = (mode & _S_IFMT) == _S_IFDIR
+    current = parse_acl(access) if access else acl_from_mode(mode)
+    perm = 7 if is_dir or mode & 0o111 else 6
+    wanted = acl_grant(current, grants, perm)
+    new_access = build_acl(wanted) if wanted != current else None
+    before = [_acl_focus(current, grants, "")]
+    after = [_acl_focus(wanted, grants, "")]
+    new_default = None
+    if is_dir:
+        current_default = parse_acl(default) if default else []
+        base = current_default or [entry for entry in current if entry[0] in _BASE]
+        wanted_default = acl_grant(base, grants, 7)
+        if wanted_default != current_default:
+            new_default = build_acl(wanted_default)
+        before.append(_acl_focus(current_default, grants, "default:"))
+        after.append(_acl_focus(wanted_default, grants, "default:"))
+    return AclPlan(new_access, new_default, ",".join(before), ",".join(after))
+
+
+# --------------------------------------------------------------------------------------------
+# What to do and what happened
+
+
+@dataclass(frozen=True)
+class Target:
+    """The wanted state: owner ``uid``/``gid`` (None: leave as is) with ``strategy``.
+
+    ``from_uid``/``from_gid`` restrict the change to entries currently owned by them
+    (chown's ``--from``). With ``strategy="acl"`` the owners are left alone and ``uid``
+    (named user entry) and ``gid`` (named group entry) are granted rwX instead.
+    """
+
+    uid: Optional[int] = None
+    gid: Optional[int] = None
+    from_uid: Optional[int] = None
+    from_gid: Optional[int] = None
+    strategy: str = "chown"
+
+    def check(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise OwnershipError(f"strategy must be one of {', '.join(STRATEGIES)}, not {self.strategy!r}")
+        if self.uid is None and self.gid is None:
+            raise OwnershipError("give an owner, a group or both")
+
+    def owner_text(self) -> str:
+        """``1000:1000``, ``1000`` (owner only) or ``:1000`` (group only), like chown's syntax."""
+        if self.gid is None:
+            return str(self.uid)
+        if self.uid is None:
+            return f":{self.gid}"
+        return f"{self.uid}:{self.gid}"
+
+    def describe(self) -> str:
+        if self.strategy == "acl":
+            granted = []
+            if self.uid is not None:
+                granted.append(f"user:{self.uid}")
+            if self.gid is not None:
+                granted.append(f"group:{self.gid}")
+            return "ACL rwX for " + " and ".join(granted)
+        return f"chown {self.owner_text()}"
+
+
+@dataclass
+class WalkOptions:
+    """How to walk: see the module documentation of path_owner for the user-facing words."""
+
+    recurse: bool = True
+    policy: str = "always"
+    one_file_system: bool = True
+    allow_hardlinks: bool = False
+    sample_size: int = DEFAULT_SAMPLE_SIZE
+    refuse_protected: bool = True
+    max_open_fds: Optional[int] = None
+    chunk: int = CHUNK
+    hook: Optional[Hook] = None  # tests: called as hook(event, path) at "descend" and "open"
+
+
+COUNT_KEYS: Tuple[str, ...] = (
+    "entries",
+    "mismatched",
+    "to_change",
+    "changed",
+    "not_from_owner",
+    "skipped_hardlinks",
+    "skipped_devices",
+    "skipped_mounts",
+    "vanished",
+    "failed",
+)
+
+
+@dataclass
+class OwnershipReport:
+    """The result of a scan or a fix; :meth:`as_dict` is what modules return."""
+
+    path: str
+    real_path: str
+    target: Target
+    check_mode: bool
+    sample_size: int
+    walked: bool = False
+    complete: bool = True
+    root: Dict[str, Any] = field(default_factory=dict)
+    root_mismatched: bool = False
+    root_deferred: Optional[str] = None
+    counts: Dict[str, int] = field(default_factory=lambda: {key: 0 for key in COUNT_KEYS})
+    changes: Sample = field(default_factory=Sample)
+    hardlinks: Sample = field(default_factory=Sample)
+    devices: Sample = field(default_factory=Sample)
+    mounts: Sample = field(default_factory=Sample)
+    failures: Sample = field(default_factory=Sample)
+
+    def __post_init__(self) -> None:
+        for name in ("changes", "hardlinks", "devices", "mounts", "failures"):
+            setattr(self, name, Sample(self.sample_size))
+
+    @property
+    def would_change(self) -> bool:
+        return self.counts["to_change"] > 0
+
+    @property
+    def changed(self) -> bool:
+        return self.counts["changed"] > 0
+
+    def summary(self) -> str:
+        """One sentence: ``chown 1000:1000 on 1,204 of 1,310 entries``."""
+        counts = self.counts
+        if not counts["to_change"]:
+            return f"nothing to change among {counts['entries']:,} entries"
+        return f"{self.target.describe()} on {counts['to_change']:,} of {counts['entries']:,} entries"
+
+    def problems(self) -> List[str]:
+        """Sentences about what was skipped or failed (empty when there is nothing to say)."""
+        out = []
+        counts = self.counts
+        if counts["failed"]:
+            shown = "; ".join(f"{item['path']}: {item['error']}" for item in self.failures.items)
+            more = f" (and {self.failures.truncated} more)" if self.failures.truncated else ""
+            out.append(f"{counts['failed']:,} entries could not be changed or walked: {shown}{more}")
+        if counts["skipped_hardlinks"]:
+            out.append(
+                f"{counts['skipped_hardlinks']:,} regular files with more than one hard link were left alone "
+                f"(their other names can be outside the tree; allow_hardlinks changes them), for example "
+                + ", ".join(item["path"] for item in self.hardlinks.items)
+            )
+        if counts["skipped_devices"]:
+            out.append(
+                f"{counts['skipped_devices']:,} device nodes were left alone (owning one grants access to the device), "
+                f"for example " + ", ".join(item["path"] for item in self.devices.items)
+            )
+        if counts["skipped_mounts"]:
+            out.append(
+                f"{counts['skipped_mounts']:,} other filesystems mounted below the tree were not entered: "
+                + ", ".join(item["path"] for item in self.mounts.items)
+            )
+        if self.root_deferred:
+            out.append(self.root_deferred)
+        return out
+
+    def as_dict(self) -> Dict[str, Any]:
+        return {
+            "path": self.path,
+            "real_path": self.real_path,
+            "strategy": self.target.strategy,
+            "walked": self.walked,
+            "complete": self.complete,
+            "root": dict(self.root),
+            "root_mismatched": self.root_mismatched,
+            "root_deferred": self.root_deferred,
+            "counts": dict(self.counts),
+            "sample": list(self.changes.items),
+            "skipped_entries": {
+                "hardlinks": list(self.hardlinks.items),
+                "devices": list(self.devices.items),
+                "mounts": list(self.mounts.items),
+            },
+            "failures": list(self.failures.items),
+            "summary": self.summary(),
+        }
+
+
+# --------------------------------------------------------------------------------------------
+# The walker
+
+
+class _Frame:
+    """One directory on the current path of the walk."""
+
+    __slots__ = ("name", "rel", "fd", "dev", "ino", "it", "pending")
+
+    def __init__(self, name: str, rel: str, fd: int, dev: int, ino: int) -> None:
+        self.name = name
+        self.rel = rel
+        self.fd = fd
+        self.dev = dev
+        self.ino = ino
+        self.it: Any = None
+        self.pending: List[str] = []
+
+
+def _error_text(exc: OSError) -> str:
+    code = exc.errno
+    if code == errno.EPERM:
+        return "operation not permitted (an immutable or append-only entry, or a filesystem that refuses it)"
+    if code == errno.EROFS:
+        return "read-only filesystem"
+    if code == errno.EINVAL:
+        return "invalid argument (the id is not mapped in this user namespace?)"
+    if code == errno.EACCES:
+        return "permission denied"
+    return exc.strerror or str(exc)
+
+
+def _read_mnt_id(fd: int) -> Optional[int]:
+    try:
+        with open(f"/proc/self/fdinfo/{fd}", "rb") as handle:
+            data = handle.read()
+    except OSError:
+        return None
+    match = re.search(rb"^mnt_id:\s*([0-9]+)", data, re.M)
+    return int(match.group(1)) if match else None
+
+
+def _unescape_mount_point(text: str) -> str:
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), text)
+
+
+def _mounts_below(real_root: str) -> bool:
+    """Whether /proc/self/mountinfo lists a mount strictly below ``real_root``."""
+    prefix = real_root.rstrip("/") + "/"
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as handle:
+            for line in handle:
+                fields = line.split(" ")
+                if len(fields) > 4 and _unescape_mount_point(fields[4]).startswith(prefix):
+                    return True
+    except OSError:
+        return False
+    return False
+
+
+def _fd_budget(requested: Optional[int]) -> int:
+    if requested is not None:
+        return max(4, requested)
+    soft = 1024
+    if resource is not None:
+        try:
+            soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        except (OSError, ValueError):
+            soft = 1024
+        if soft < 0:  # RLIM_INFINITY
+            soft = 65536
+    return max(16, min(1024, soft // 2 - 16))
+
+
+class _Walker:
+    """One scan (``apply=False``) or fix (``apply=True``) of one path."""
+
+    def __init__(self, path: str, target: Target, options: WalkOptions, apply: bool) -> None:
+        target.check()
+        if options.policy not in POLICIES:
+            raise OwnershipError(f"policy must be one of {', '.join(POLICIES)}, not {options.policy!r}")
+        if options.sample_size < 0:
+            raise OwnershipError("sample_size cannot be negative")
+        self.target = target
+        self.options = options
+        self.apply = apply
+        self.path = normalize_path(path) if path.startswith("/") else path
+        self.report = OwnershipReport(
+            path=self.path, real_path=self.path, target=target, check_mode=not apply, sample_size=options.sample_size
+        )
+        self.counts = self.report.counts
+        self.acl = target.strategy == "acl"
+        self.wu = -1 if target.uid is None else target.uid
+        self.wg = -1 if target.gid is None else target.gid
+        self.fu = -1 if target.from_uid is None else target.from_uid
+        self.fg = -1 if target.from_gid is None else target.from_gid
+        self.has_from = target.from_uid is not None or target.from_gid is not None
+        self.fast = not self.acl and not self.has_from
+        self.grants: List[Tuple[int, int]] = []
+        if target.uid is not None:
+            self.grants.append((ACL_USER, target.uid))
+        if target.gid is not None:
+            self.grants.append((ACL_GROUP, target.gid))
+        self.linked: set = set()
+        self.hook = options.hook
+        self.budget = _fd_budget(options.max_open_fds)
+        self.chunk = max(1, options.chunk)
+        self.nfds = 0
+        self.low = 1
+        self.root_dev = 0
+        self.check_mnt = False
+        self.root_mnt: Optional[int] = None
+        self.incomplete = False
+        self.protected: Optional[Tuple[List[str], List[str]]] = None
+
+    # -- small helpers ------------------------------------------------------------------------
+
+    def _display(self, rel: str) -> str:
+        if not rel:
+            return self.path
+        return f"{self.path.rstrip('/')}/{rel}"
+
+    def _child_rel(self, frame: _Frame, name: str) -> str:
+        return f"{frame.rel}/{name}" if frame.rel else name
+
+    def _fail(self, rel: str, message: str, walk_incomplete: bool = False) -> None:
+        self.counts["failed"] += 1
+        self.report.failures.add({"path": self._display(rel), "error": message})
+        if walk_incomplete:
+            self.incomplete = True
+
+    def _owner_differs(self, st: os.stat_result) -> bool:
+        return (self.wu >= 0 and st.st_uid != self.wu) or (self.wg >= 0 and st.st_gid != self.wg)
+
+    def _from_matches(self, st: os.stat_result) -> bool:
+        return (self.fu < 0 or st.st_uid == self.fu) and (self.fg < 0 or st.st_gid == self.fg)
+
+    def _owner_text(self, uid: int, gid: int) -> str:
+        return f"{uid}:{gid}"
+
+    def _after_text(self, st: os.stat_result) -> str:
+        return self._owner_text(st.st_uid if self.wu < 0 else self.wu, st.st_gid if self.wg < 0 else self.wg)
+
+    # -- per-entry decisions --------------------------------------------------------------------
+
+    def _acl_plan(self, where: Any, st: os.stat_result, rel: str) -> Optional[AclPlan]:
+        """Read the ACLs of one entry (``where``: an fd or a /proc/self/fd path) and plan."""
+        is_dir = (st.st_mode & _S_IFMT) == _S_IFDIR
+        try:
+            access = self._getxattr(where, XATTR_ACCESS)
+            default = self._getxattr(where, XATTR_DEFAULT) if is_dir else None
+            return plan_acl(access, default, st.st_mode, self.grants)
+        except FileNotFoundError:
+            self.counts["vanished"] += 1
+        except AclError as exc:
+            self._fail(rel, f"unreadable POSIX ACL ({exc})")
+        except OSError as exc:
+            self._acl_oserror(exc, rel)
+            self._fail(rel, f"cannot read the POSIX ACL: {_error_text(exc)}")
+        return None
+
+    def _getxattr(self, where: Any, name: str) -> Optional[bytes]:
+        try:
+            if isinstance(where, int):
+                return os.getxattr(where, name)
+            return os.getxattr(where, name, follow_symlinks=False)
+        except OSError as exc:
+            if exc.errno == errno.ENODATA:
+                return None
+            raise
+
+    def _acl_oserror(self, exc: OSError, rel: str) -> None:
+        if exc.errno in (errno.EOPNOTSUPP, errno.ENOTSUP):
+            raise OwnershipError(
+                f"the filesystem holding {self._display(rel)} does not support POSIX ACLs: mount it with ACL "
+                "support or use strategy chown"
+            ) from None
+
+    def _set_acl(self, where: Any, plan: AclPlan, rel: str) -> bool:
+        try:
+            follow = isinstance(where, int)  # an fd is the entry itself; a path must not be followed
+            if plan.access is not None:
+                os.setxattr(where, XATTR_ACCESS, plan.access, 0, follow_symlinks=follow)
+            if plan.default is not None:
+                os.setxattr(where, XATTR_DEFAULT, plan.default, 0, follow_symlinks=follow)
+            return True
+        except FileNotFoundError:
+            self.counts["vanished"] += 1
+        except OSError as exc:
+            self._acl_oserror(exc, rel)
+            self._fail(rel, f"cannot set the POSIX ACL: {_error_text(exc)}")
+        return False
+
+    def _entry(self, frame: _Frame, name: str, st: os.stat_result, rel: Optional[str] = None) -> None:
+        """Decide about (and in a fix, change) one non-directory entry ``name`` of ``frame``.
+
+        ``rel`` is the entry's path relative to the root (computed from the frame if None).
+        """
+        kind = st.st_mode & _S_IFMT
+        plan: Optional[AclPlan] = None
+        if self.acl:
+            if kind == _S_IFLNK:
+                return  # ACLs do not apply to symbolic links
+            if rel is None:
+                rel = self._child_rel(frame, name)
+            plan = self._acl_plan(f"/proc/self/fd/{frame.fd}/{name}", st, rel)
+            if plan is None or not plan.needed:
+                return
+        elif not self._owner_differs(st):
+            return
+        counts = self.counts
+        linked = kind == _S_IFREG and st.st_nlink > 1
+        if linked and self.options.allow_hardlinks:
+            key = (st.st_dev, st.st_ino)
+            if key in self.linked:
+                return
+            self.linked.add(key)
+        counts["mismatched"] += 1
+        if self.has_from and not self._from_matches(st):
+            counts["not_from_owner"] += 1
+            return
+        if rel is None:
+            rel = self._child_rel(frame, name)
+        if kind == _S_IFCHR or kind == _S_IFBLK:
+            counts["skipped_devices"] += 1
+            self.report.devices.add({"path": self._display(rel), "owner": self._owner_text(st.st_uid, st.st_gid)})
+            return
+        if linked and not self.options.allow_hardlinks:
+            counts["skipped_hardlinks"] += 1
+            self.report.hardlinks.add(
+                {"path": self._display(rel), "links": st.st_nlink, "owner": self._owner_text(st.st_uid, st.st_gid)}
+            )
+            return
+        counts["to_change"] += 1
+        if plan is not None:
+            self.report.changes.add({"path": self._display(rel), "before": plan.before, "after": plan.after})
+            if self.apply and self._set_acl(f"/proc/self/fd/{frame.fd}/{name}", plan, rel):
+                counts["changed"] += 1
+            return
+        if not self.report.changes.full:
+            self.report.changes.add(
+                {
+                    "path": self._display(rel),
+                    "before": self._owner_text(st.st_uid, st.st_gid),
+                    "after": self._after_text(st),
+                }
+            )
+        else:
+            self.report.changes.total += 1
+        if self.apply:
+            try:
+                os.chown(name, self.target.uid if self.target.uid is not None else -1,
+                         self.target.gid if self.target.gid is not None else -1,
+                         dir_fd=frame.fd, follow_symlinks=False)
+                counts["changed"] += 1
+            except FileNotFoundError:
+                counts["vanished"] += 1
+            except OSError as exc:
+                self._fail(rel, _error_text(exc))
+
+    def _directory(self, frame: _Frame, is_root: bool) -> None:
+        """Decide about (and in a fix, change) a directory through its own descriptor."""
+        try:
+            st = os.fstat(frame.fd)
+        except OSError as exc:
+            self._fail(frame.rel, f"cannot stat the directory: {_error_text(exc)}", walk_incomplete=True)
+            return
+        plan: Optional[AclPlan] = None
+        if self.acl:
+            plan = self._acl_plan(frame.fd, st, frame.rel)
+            if plan is None or not plan.needed:
+                return
+        elif not self._owner_differs(st):
+            return
+        counts = self.counts
+        counts["mismatched"] += 1
+        if self.has_from and not self._from_matches(st):
+            counts["not_from_owner"] += 1
+            return
+        counts["to_change"] += 1
+        before = plan.before if plan is not None else self._owner_text(st.st_uid, st.st_gid)
+        after = plan.after if plan is not None else self._after_text(st)
+        self.report.changes.add({"path": self._display(frame.rel), "before": before, "after": after})
+        if is_root and (counts["failed"] or self.incomplete):
+            self.report.root_deferred = (
+                f"{self.path} itself was left unchanged because entries below it were not all changed; "
+                "the next run finds the tree again"
+            )
+            return
+        if not self.apply:
+            return
+        if plan is not None:
+            if self._set_acl(frame.fd, plan, frame.rel):
+                counts["changed"] += 1
+            return
+        try:
+            os.chown(frame.fd, self.target.uid if self.target.uid is not None else -1,
+                     self.target.gid if self.target.gid is not None else -1)
+            counts["changed"] += 1
+        except OSError as exc:
+            self._fail(frame.rel, _error_text(exc))
+
+    def _root_state(self, where: Any, st: os.stat_result) -> bool:
+        """Whether the root differs from the target (for on_root_mismatch and the report)."""
+        if self.acl:
+            if (st.st_mode & _S_IFMT) == _S_IFLNK:
+                return False
+            try:
+                access = self._getxattr(where, XATTR_ACCESS)
+                default = self._getxattr(where, XATTR_DEFAULT) if (st.st_mode & _S_IFMT) == _S_IFDIR else None
+            except OSError as exc:
+                self._acl_oserror(exc, "")
+                raise OwnershipError(f"cannot read the POSIX ACL of {self.path}: {_error_text(exc)}") from None
+            return plan_acl(access, default, st.st_mode, self.grants).needed
+        return self._owner_differs(st)
+
+    # -- the hot loop -------------------------------------------------------------------------
+
+    def _read(self, frame: _Frame) -> None:
+        """Read the listing of ``frame`` until it ends or CHUNK subdirectories are pending."""
+        it = frame.it
+        fd = frame.fd
+        pending = frame.pending
+        chunk = self.chunk
+        fast = self.fast
+        wu = self.wu
+        wg = self.wg
+        nu = self.target.uid if self.target.uid is not None else -1
+        ng = self.target.gid if self.target.gid is not None else -1
+        apply = self.apply
+        changes = self.report.changes
+        chown = os.chown
+        entry_slow = self._entry
+        seen = 0
+        mismatched = 0
+        to_change = 0
+        changed = 0
+        exhausted = True
+        try:
+            for entry in it:
+                seen += 1
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append(entry.name)
+                    if len(pending) >= chunk:
+                        exhausted = False
+                        break
+                    continue
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    self.counts["vanished"] += 1
+                    continue
+                except OSError as exc:
+                    self._fail(self._child_rel(frame, entry.name), f"cannot stat: {_error_text(exc)}")
+                    continue
+                if fast:
+                    if (st.st_uid == wu or wu < 0) and (st.st_gid == wg or wg < 0):
+                        continue
+                    kind = st.st_mode & 0o170000
+                    if (kind == 0o100000 and st.st_nlink > 1) or kind == 0o020000 or kind == 0o060000 or not changes.full:
+                        entry_slow(frame, entry.name, st)
+                        continue
+                    mismatched += 1
+                    to_change += 1
+                    changes.total += 1
+                    if apply:
+                        try:
+                            chown(entry.name, nu, ng, dir_fd=fd, follow_symlinks=False)
+                            changed += 1
+                        except FileNotFoundError:
+                            self.counts["vanished"] += 1
+                        except OSError as exc:
+                            self._fail(self._child_rel(frame, entry.name), _error_text(exc))
+                    continue
+                entry_slow(frame, entry.name, st)
+        except OSError as exc:
+            self._fail(frame.rel, f"cannot read the directory: {_error_text(exc)}", walk_incomplete=True)
+        finally:
+            counts = self.counts
+            counts["entries"] += seen
+            counts["mismatched"] += mismatched
+            counts["to_change"] += to_change
+            counts["changed"] += changed
+        if exhausted:
+            it.close()
+            frame.it = None
+            self.nfds -= 1
+
+    # -- descriptors ------------------------------------------------------------------------
+
+    def _close_frame(self, frame: _Frame) -> None:
+        if frame.it is not None:
+            frame.it.close()
+            frame.it = None
+            self.nfds -= 1
+        if frame.fd >= 0:
+            os.close(frame.fd)
+            frame.fd = -1
+            self.nfds -= 1
+
+    def _trim(self, stack: List[_Frame]) -> None:
+        """Close descriptors of directories high up until the budget is respected."""
+        index = self.low
+        top = len(stack) - 2  # keep the new directory and its parent open
+        while self.nfds > self.budget and index < top:
+            frame = stack[index]
+            if frame.fd >= 0 and frame.it is None:
+                os.close(frame.fd)
+                frame.fd = -1
+                self.nfds -= 1
+            index += 1
+        self.low = max(self.low, index)
+
+    def _verify_open(self, name: str, dir_fd: int, dev: int, ino: int) -> Optional[int]:
+        """Open directory ``name`` of ``dir_fd`` if it is still ``(dev, ino)``; else None."""
+        try:
+            fd = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
+        except OSError as exc:
+            if exc.errno in (errno.EMFILE, errno.ENFILE):
+                raise OwnershipError(
+                    f"too many open files while walking {self.path}: raise the open files limit (ulimit -n)"
+                ) from None
+            return None
+        try:
+            st = os.fstat(fd)
+        except OSError:
+            os.close(fd)
+            return None
+        if st.st_dev != dev or st.st_ino != ino:
+            os.close(fd)
+            return None
+        return fd
+
+    def _reopen(self, stack: List[_Frame], child: Optional[_Frame]) -> None:
+        """Re-open the top frame, whose descriptor was closed to respect the budget."""
+        top = stack[-1]
+        fd = None
+        if child is not None and child.fd >= 0:
+            fd = self._verify_open("..", child.fd, top.dev, top.ino)
+        if fd is not None:
+            top.fd = fd
+            self.nfds += 1
+            self.low = min(self.low, len(stack) - 1)
+            return
+        # Fall back to names from the nearest open ancestor, checking every step; only the
+        # top keeps its descriptor (the ones in between are re-opened when they are the top).
+        base = len(stack) - 1
+        while stack[base].fd < 0:
+            base -= 1
+        parent_fd = stack[base].fd
+        for index in range(base + 1, len(stack)):
+            frame = stack[index]
+            fd = self._verify_open(frame.name, parent_fd, frame.dev, frame.ino)
+            if parent_fd != stack[base].fd:
+                os.close(parent_fd)
+            if fd is None:
+                for lost in stack[index:]:
+                    self._fail(lost.rel, "the directory was moved or replaced during the walk; its remaining "
+                               "entries were not examined", walk_incomplete=True)
+                while len(stack) > index:
+                    self._close_frame(stack.pop())
+                break
+            parent_fd = fd
+        else:
+            top.fd = parent_fd
+            self.nfds += 1
+        self.low = min(self.low, len(stack) - 1)
+
+    # -- descending -------------------------------------------------------------------------
+
+    def _push(self, stack: List[_Frame], frame: _Frame) -> bool:
+        try:
+            frame.it = os.scandir(frame.fd)
+        except OSError as exc:
+            os.close(frame.fd)
+            frame.fd = -1
+            self._fail(frame.rel, f"cannot list the directory: {_error_text(exc)}", walk_incomplete=True)
+            return False
+        self.nfds += 2
+        stack.append(frame)
+        if self.nfds > self.budget:
+            self._trim(stack)
+        return True
+
+    def _descend(self, stack: List[_Frame], parent: _Frame, name: str) -> None:
+        rel = self._child_rel(parent, name)
+        if self.hook is not None:
+            self.hook("descend", self._display(rel))
+        try:
+            st = os.stat(name, dir_fd=parent.fd, follow_symlinks=False)
+        except FileNotFoundError:
+            self.counts["vanished"] += 1
+            return
+        except OSError as exc:
+            self._fail(rel, f"cannot stat: {_error_text(exc)}", walk_incomplete=True)
+            return
+        if (st.st_mode & _S_IFMT) != _S_IFDIR:
+            # Replaced since it was listed (by a symlink, a file...): treat it as what it is now.
+            self._entry(parent, name, st)
+            return
+        if st.st_dev != self.root_dev and self.options.one_file_system:
+            self.counts["skipped_mounts"] += 1
+            self.report.mounts.add({"path": self._display(rel)})
+            return
+        if self.hook is not None:
+            self.hook("open", self._display(rel))
+        try:
+            fd = os.open(name, _DIR_FLAGS, dir_fd=parent.fd)
+        except FileNotFoundError:
+            self.counts["vanished"] += 1
+            return
+        except OSError as exc:
+            if exc.errno == errno.EMFILE:
+                raise OwnershipError(
+                    f"too many open files while walking {self.path}: raise the open files limit (ulimit -n)"
+                ) from None
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                message = "it was replaced during the walk (by a symbolic link or a non-directory); not followed"
+            else:
+                message = f"cannot open the directory: {_error_text(exc)}"
+            self._fail(rel, message, walk_incomplete=True)
+            return
+        try:
+            fst = os.fstat(fd)
+        except OSError as exc:
+            os.close(fd)
+            self._fail(rel, f"cannot stat the directory: {_error_text(exc)}", walk_incomplete=True)
+            return
+        if fst.st_dev != st.st_dev or fst.st_ino != st.st_ino:
+            os.close(fd)
+            self._fail(rel, "it was replaced by another directory during the walk; not followed", walk_incomplete=True)
+            return
+        if self.check_mnt and _read_mnt_id(fd) != self.root_mnt:
+            os.close(fd)
+            self.counts["skipped_mounts"] += 1
+            self.report.mounts.add({"path": self._display(rel)})
+            return
+        self._push(stack, _Frame(name, rel, fd, fst.st_dev, fst.st_ino))
+
+    def _walk(self, root: _Frame) -> None:
+        stack: List[_Frame] = []
+        self.nfds = 0
+        if not self._push(stack, root):
+            return
+        try:
+            self._loop(stack)
+        finally:
+            # Normally empty; after a fatal error, close what is still open (the root's
+            # descriptor belongs to run()).
+            for frame in stack[1:]:
+                self._close_frame(frame)
+            if root.it is not None:
+                root.it.close()
+                root.it = None
+
+    def _loop(self, stack: List[_Frame]) -> None:
+        while stack:
+            frame = stack[-1]
+            if frame.fd < 0:
+                self._reopen(stack, None)
+                continue
+            if frame.pending:
+                self._descend(stack, frame, frame.pending.pop())
+                continue
+            if frame.it is not None:
+                self._read(frame)
+                continue
+            # Every entry below is done: the directory itself, then back to the parent.
+            is_root = len(stack) == 1
+            if not is_root:
+                self._directory(frame, is_root=False)
+            stack.pop()
+            if is_root:
+                break
+            if stack[-1].fd < 0:
+                self._reopen(stack, frame)
+            self._close_frame(frame)
+
+    # -- entry point --------------------------------------------------------------------------
+
+    def _open_root(self) -> Tuple[int, str, os.stat_result, Optional[int], str]:
+        """Open the parent of the path, lstat the last component; return what was found.
+
+        Returns ``(parent_fd, name, lstat, dir_fd or None, real_path)``.
+        """
+        path = self.path
+        if not path.startswith("/"):
+            raise OwnershipError(f"path must be absolute, not {path!r}")
+        parent, name = os.path.split(path)
+        if not name:
+            raise OwnershipError(f"refusing to change {path}: it is the root of the filesystem")
+        try:
+            parent_fd = os.open(parent or "/", _PARENT_FLAGS)
+        except FileNotFoundError:
+            raise OwnershipError(f"{path} does not exist (its parent directory {parent} is missing)") from None
+        except NotADirectoryError:
+            raise OwnershipError(f"{path} does not exist: a component of {parent} is not a directory") from None
+        except OSError as exc:
+            raise OwnershipError(f"cannot open {parent}: {_error_text(exc)}") from None
+        try:
+            try:
+                st = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
+            except FileNotFoundError:
+                raise OwnershipError(f"{path} does not exist") from None
+            except OSError as exc:
+                raise OwnershipError(f"cannot examine {path}: {_error_text(exc)}") from None
+            kind = st.st_mode & _S_IFMT
+            if kind == _S_IFLNK:
+                try:
+                    dest = os.readlink(name, dir_fd=parent_fd)
+                except OSError:
+                    dest = "?"
+                raise OwnershipError(
+                    f"{path} is a symbolic link (to {dest}): give the real path so that what changes is explicit"
+                )
+            dir_fd = None
+            if kind == _S_IFDIR:
+                try:
+                    dir_fd = os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
+                except OSError as exc:
+                    raise OwnershipError(f"cannot open {path}: {_error_text(exc)}") from None
+                fst = os.fstat(dir_fd)
+                if (fst.st_dev, fst.st_ino) != (st.st_dev, st.st_ino):
+                    os.close(dir_fd)
+                    raise OwnershipError(f"{path} changed while it was being opened; run again")
+                st = fst
+                real = self._real_path(dir_fd, None)
+            else:
+                real = self._real_path(parent_fd, name)
+        except BaseException:
+            os.close(parent_fd)
+            raise
+        return parent_fd, name, st, dir_fd, real
+
+    def _real_path(self, fd: int, name: Optional[str]) -> str:
+        try:
+            base = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            base = os.path.realpath(self.path if name is None else os.path.dirname(self.path))
+        if name is None:
+            return base
+        return os.path.join(base, name)
+
+    def _refuse(self, candidates: Sequence[str]) -> None:
+        if not self.options.refuse_protected:
+            return
+        if self.protected is None:
+            self.protected = host_protected_paths()
+        homes, storage = self.protected
+        for candidate in candidates:
+            reason = refusal_reason(candidate, homes, storage)
+            if reason:
+                raise OwnershipError(
+                    f"refusing to change {self.path}: {reason}. Give the directory the container actually mounts"
+                )
+
+    def run(self) -> OwnershipReport:
+        if self.path.startswith("/"):
+            self._refuse([self.path])
+        parent_fd, name, st, dir_fd, real = self._open_root()
+        report = self.report
+        report.real_path = real
+        try:
+            self._refuse([real])
+            kind = st.st_mode & _S_IFMT
+            report.root = {
+                "uid": st.st_uid,
+                "gid": st.st_gid,
+                "mode": f"{stat.S_IMODE(st.st_mode):04o}",
+                "type": _KIND_NAMES.get(kind, "unknown"),
+            }
+            if dir_fd is None:
+                return self._run_file(parent_fd, name, st)
+            where: Any = dir_fd
+            report.root_mismatched = self._root_state(where, st)
+            self.root_dev = st.st_dev
+            root = _Frame(name, "", dir_fd, st.st_dev, st.st_ino)
+            if self.options.policy == "on_root_mismatch" and not report.root_mismatched:
+                self.counts["entries"] = 1
+                return report
+            if self.options.recurse:
+                if self.options.one_file_system and _mounts_below(real):
+                    self.check_mnt = True
+                    self.root_mnt = _read_mnt_id(dir_fd)
+                    if self.root_mnt is None:
+                        self.check_mnt = False
+                report.walked = True
+                self.counts["entries"] = 1
+                dir_fd = None  # the walk owns it now
+                try:
+                    self._walk(root)
+                    self._directory(root, is_root=True)
+                finally:
+                    if root.it is not None:
+                        root.it.close()
+                    if root.fd >= 0:
+                        os.close(root.fd)
+            else:
+                self.counts["entries"] = 1
+                self._directory(root, is_root=True)
+            report.complete = not self.incomplete
+            return report
+        finally:
+            if dir_fd is not None:
+                os.close(dir_fd)
+            os.close(parent_fd)
+
+    def _run_file(self, parent_fd: int, name: str, st: os.stat_result) -> OwnershipReport:
+        kind = st.st_mode & _S_IFMT
+        kind_name = _KIND_NAMES.get(kind, "special file")
+        if self.options.recurse:
+            raise OwnershipError(
+                f"{self.path} is a {kind_name}, not a directory: set recurse to false to change only this {kind_name}"
+            )
+        if kind in (_S_IFCHR, _S_IFBLK):
+            raise OwnershipError(f"refusing to change {self.path}: it is a device node (owning it grants access to the device)")
+        self.counts["entries"] = 1
+        frame = _Frame(os.path.basename(self.path), "", parent_fd, 0, 0)
+        if self.acl:
+            self.report.root_mismatched = self._root_state(f"/proc/self/fd/{parent_fd}/{name}", st)
+        else:
+            self.report.root_mismatched = self._owner_differs(st)
+        if self.options.policy == "on_root_mismatch" and not self.report.root_mismatched:
+            return self.report
+        # The root is named relative to its parent: its path relative to the root is "".
+        self._entry(frame, name, st, rel="")
+        self.report.complete = not self.incomplete
+        return self.report
+
+
+def scan(path: str, target: Target, options: Optional[WalkOptions] = None) -> OwnershipReport:
+    """Examine ``path`` and count what :func:`fix` would change; change nothing."""
+    return _Walker(path, target, options or WalkOptions(), apply=False).run()
+
+
+def fix(path: str, target: Target, options: Optional[WalkOptions] = None) -> OwnershipReport:
+    """Change what differs below ``path`` (the root last); return what was done."""
+    return _Walker(path, target, options or WalkOptions(), apply=True).run()
