@@ -1,0 +1,614 @@
+# Copyright: permfix.containers contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Bind mounts whose container identity cannot use the host directory: detection and fix plan.
+
+For every bind mount of every container (Docker, rootful podman, each rootless podman user;
+running and stopped) and every declared spec, :func:`bind_mount_report`:
+
+1. resolves the container user with the container's own /etc/passwd and /etc/group,
+2. maps it through the container's user namespace to host ids,
+3. checks that those host ids can read and enter (and for rw mounts write) the host path,
+   like the kernel does (owner, ACL, groups, other; a container root's CAP_DAC_OVERRIDE),
+4. for each mount that fails: a ``bind_mount`` finding, optionally with the number of entries
+   a ``chown`` would change (the ownership engine's scan), and a fix plan entry, or the reason
+   the path must not be changed (not a directory, a system path, outside the allowed roots,
+   two containers needing different owners).
+
+Engines that are absent or do not answer become notes, never errors.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Optional, Tuple
+
+from ansible_collections.permfix.containers.plugins.module_utils._accounts import (
+    AccountDatabase,
+    AccountsError,
+    login_defs_int,
+    parse_login_defs,
+    read_text,
+)
+from ansible_collections.permfix.containers.plugins.module_utils._containers import (
+    Container,
+    Mount,
+    docker_containers,
+    podman_containers,
+    subid_namespace,
+)
+from ansible_collections.permfix.containers.plugins.module_utils._docker import (
+    DEFAULT_DOCKER_HOST,
+    HAS_DOCKER_SDK,
+    DockerEngineError,
+    connect,
+    docker_socket_path,
+    remap_enabled,
+    remap_maps,
+    remap_setting,
+)
+from ansible_collections.permfix.containers.plugins.module_utils._findings import make_finding
+from ansible_collections.permfix.containers.plugins.module_utils._identity import (
+    IDENTITY,
+    AccessResult,
+    HostIdentity,
+    IdentityError,
+    PathFacts,
+    ProcessIdentity,
+    check_access,
+    needed_access,
+    path_facts,
+    perm_text,
+    perm_words,
+    resolve_identity,
+)
+from ansible_collections.permfix.containers.plugins.module_utils._ownership import (
+    OwnershipError,
+    Target,
+    WalkOptions,
+    host_protected_paths,
+    normalize_path,
+    refusal_reason,
+    scan,
+)
+from ansible_collections.permfix.containers.plugins.module_utils._podman import (
+    Account,
+    PodmanError,
+    Runner,
+    podman_path,
+    rootless_users,
+)
+from ansible_collections.permfix.containers.plugins.module_utils._subid import SubidError
+
+ENGINES: Tuple[str, ...] = ("docker", "podman")
+DEFAULT_ALLOWED_ROOTS: Tuple[str, ...] = ("/srv", "/opt", "/data", "/mnt")
+ACCESS_CHOICES: Tuple[str, ...] = ("rw", "ro")
+
+
+class MissingDockerSdk(Exception):
+    """The Docker daemon is there but the Docker SDK for Python is not (the module reports
+    ``missing_required_lib``)."""
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A declared need: host ``uid``/``gid`` (or container ids of ``rootless_user``'s default
+    rootless namespace) need ``access`` to ``path``."""
+
+    path: str
+    uid: int
+    gid: int
+    access: str = "rw"
+    name: Optional[str] = None
+    rootless_user: Optional[str] = None
+
+
+@dataclass
+class Request:
+    engines: Tuple[str, ...] = ENGINES
+    containers: Tuple[str, ...] = ()
+    podman_users: Optional[Tuple[str, ...]] = None  # None: root and every rootless user
+    specs: Tuple[Spec, ...] = ()
+    docker_host: str = DEFAULT_DOCKER_HOST
+    timeout: int = 10
+    scan: bool = True
+    allowed_roots: Tuple[str, ...] = DEFAULT_ALLOWED_ROOTS
+    allow_home_subdirs: bool = True
+
+
+@dataclass
+class Need:
+    """One mount (or spec) to check: who needs what on which host path."""
+
+    source: str
+    destination: Optional[str]
+    read_only: bool
+    container: Optional[Container] = None
+    spec: Optional[Spec] = None
+
+    @property
+    def label(self) -> Optional[str]:
+        if self.container is not None:
+            return self.container.name
+        return self.spec.name if self.spec is not None else None
+
+    @property
+    def engine(self) -> Optional[str]:
+        return self.container.engine if self.container is not None else None
+
+    @property
+    def owner(self) -> Optional[str]:
+        if self.container is not None:
+            return self.container.owner
+        return self.spec.rootless_user if self.spec is not None else None
+
+    def describe(self) -> str:
+        if self.container is not None:
+            return self.container.describe()
+        name = f" {self.spec.name}" if self.spec is not None and self.spec.name else ""
+        return f"declared spec{name}"
+
+
+@dataclass
+class Outcome:
+    """Everything the module returns."""
+
+    findings: list[dict[str, Any]] = field(default_factory=list)
+    mounts: list[dict[str, Any]] = field(default_factory=list)
+    fix_plan: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    containers: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "findings": self.findings,
+            "mounts": self.mounts,
+            "fix_plan": self.fix_plan,
+            "skipped_mounts": self.skipped,
+            "notes": self.notes,
+            "containers_examined": self.containers,
+        }
+
+
+# --------------------------------------------------------------------------------------------
+# Where fixes are allowed
+
+
+def human_homes(passwd: Optional[Sequence[Any]] = None, login_defs: Optional[str] = None) -> list[str]:
+    """Home directories of root and of regular users (UID_MIN..UID_MAX of login.defs)."""
+    if login_defs is None:
+        try:
+            login_defs = read_text("/etc/login.defs")
+        except AccountsError:
+            login_defs = ""
+    values = parse_login_defs(login_defs)
+    uid_min = login_defs_int(values, "UID_MIN", 1000)
+    uid_max = login_defs_int(values, "UID_MAX", 60000)
+    entries = passwd if passwd is not None else pwd.getpwall()
+    homes = []
+    for entry in entries:
+        uid, home = entry.pw_uid, entry.pw_dir or ""
+        if (uid == 0 or uid_min <= uid <= uid_max) and home.startswith("/") and normalize_path(home) != "/":
+            homes.append(normalize_path(home))
+    return sorted(set(homes))
+
+
+def _below(path: str, top: str, strict: bool) -> bool:
+    top = normalize_path(top)
+    if path == top:
+        return not strict
+    return path.startswith(top.rstrip("/") + "/")
+
+
+def placement_problem(
+    real_path: str,
+    allowed_roots: Sequence[str],
+    homes: Sequence[str],
+    allow_home_subdirs: bool,
+) -> Optional[str]:
+    """Why ``real_path`` is outside where fixes are allowed, None when it is inside."""
+    path = normalize_path(real_path)
+    for root in allowed_roots:
+        if _below(path, root, strict=False):
+            return None
+    if allow_home_subdirs:
+        for home in homes:
+            if _below(path, home, strict=True):
+                return None
+    roots = ", ".join(allowed_roots) or "none"
+    extra = " or below a user's home directory" if allow_home_subdirs else ""
+    return (
+        f"{path} is outside the allowed roots ({roots}{extra}); add its parent to "
+        f"bind_mounts_allowed_roots (allowed_roots) to let permfix change it"
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Discovery
+
+
+def _podman_accounts(request: Request, notes: list[str]) -> list[Optional[Account]]:
+    if request.podman_users is None:
+        return [None] + list(rootless_users())
+    accounts: list[Optional[Account]] = []
+    for name in request.podman_users:
+        if name in ("root", "0"):
+            accounts.append(None)
+            continue
+        try:
+            accounts.append(Account.lookup(name))
+        except KeyError:
+            notes.append(f"podman user {name!r} does not exist on this host; its containers were not examined")
+    return accounts
+
+
+def discover(request: Request, runner: Runner, outcome: Outcome) -> list[Container]:
+    """Every container of the requested engines; what could not be asked becomes a note."""
+    containers: list[Container] = []
+    notes = outcome.notes
+    if "docker" in request.engines:
+        containers.extend(_docker(request, notes))
+    if "podman" in request.engines:
+        if podman_path() is None:
+            notes.append("podman is not installed on this host; no podman containers were examined")
+        else:
+            for account in _podman_accounts(request, notes):
+                who = "root" if account is None else f"user {account.name}"
+                try:
+                    found, more = podman_containers(runner, account, request.containers)
+                except PodmanError as exc:
+                    notes.append(f"podman containers of {who} were not examined: {exc}")
+                    continue
+                notes.extend(more)
+                containers.extend(found)
+    for container in containers:
+        notes.extend(container.notes)
+    return containers
+
+
+def _docker(request: Request, notes: list[str]) -> list[Container]:
+    path = docker_socket_path(request.docker_host)
+    if path is not None and not os.path.exists(path):
+        if request.docker_host != DEFAULT_DOCKER_HOST or shutil.which("dockerd") or shutil.which("docker"):
+            notes.append(f"no Docker daemon at {request.docker_host} (the socket does not exist); no Docker containers were examined")
+        return []
+    if not HAS_DOCKER_SDK:
+        raise MissingDockerSdk(request.docker_host)
+    try:
+        engine = connect(request.docker_host, request.timeout)
+        remap = None
+        info = engine.info()
+        if remap_enabled(info):
+            setting = remap_setting()
+            if setting is None:
+                notes.append(
+                    "the Docker daemon remaps user namespaces but its userns-remap setting was not found; "
+                    "ids of stopped Docker containers are taken as the host's"
+                )
+            else:
+                try:
+                    remap = remap_maps(setting, AccountDatabase.from_files())
+                except (DockerEngineError, AccountsError) as exc:
+                    notes.append(f"{exc}; ids of stopped Docker containers are taken as the host's")
+        return docker_containers(engine, remap, request.containers)
+    except DockerEngineError as exc:
+        notes.append(f"Docker containers were not examined: {exc}")
+        return []
+
+
+# --------------------------------------------------------------------------------------------
+# Evaluation
+
+
+def _record(need: Need, **values: Any) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "container": need.label,
+        "engine": need.engine,
+        "user": need.owner,
+        "source": need.source,
+        "destination": need.destination,
+        "access": "ro" if need.read_only else "rw",
+    }
+    record.update(values)
+    return record
+
+
+def _host_identity(need: Need, outcome: Outcome, accounts: AccountDatabase) -> Optional[Tuple[ProcessIdentity, HostIdentity, str]]:
+    """The container ids and the host identity of a need, None (with a mount record) if unknown."""
+    if need.container is not None:
+        container = need.container
+        where = f"container {container.name}"
+        try:
+            identity = resolve_identity(container.user, container.accounts, container.group_add, where=where)
+        except IdentityError as exc:
+            outcome.mounts.append(_record(need, status="unresolved", reason=str(exc)))
+            outcome.notes.append(f"{container.describe()}: {exc}")
+            return None
+        if container.map_source == "unknown":
+            reason = "its user namespace could not be determined"
+            outcome.mounts.append(_record(need, status="unresolved", reason=reason))
+            return None
+        uid_map, gid_map, source = container.uid_map, container.gid_map, container.map_source
+        dac = identity.uid == 0 and container.has_dac_override()
+    else:
+        spec = need.spec
+        if spec is None:  # pragma: no cover - a need has a container or a spec
+            return None
+        identity = ProcessIdentity(spec.uid, spec.gid, (), f"{spec.uid}:{spec.gid}")
+        uid_map = gid_map = IDENTITY
+        source = "identity"
+        if spec.rootless_user:
+            try:
+                account = Account.lookup(spec.rootless_user)
+                uid_map, gid_map = subid_namespace(account, accounts)
+            except KeyError:
+                reason = f"rootless_user {spec.rootless_user!r} does not exist on this host"
+                outcome.mounts.append(_record(need, status="unresolved", reason=reason))
+                outcome.notes.append(f"{need.describe()} for {need.source}: {reason}")
+                return None
+            except SubidError as exc:
+                outcome.mounts.append(_record(need, status="unresolved", reason=str(exc)))
+                outcome.notes.append(f"{need.describe()} for {need.source}: {exc}")
+                return None
+            source = "computed"
+        dac = identity.uid == 0
+    host_uid = uid_map.to_host(identity.uid)
+    host_gid = gid_map.to_host(identity.gid)
+    if host_uid is None or host_gid is None:
+        reason = (
+            f"container id {identity.uid if host_uid is None else identity.gid} is not mapped in the "
+            f"user namespace ({', '.join((uid_map if host_uid is None else gid_map).lines())}); the container "
+            f"cannot run as {identity.describe()} (see the subid findings)"
+        )
+        outcome.mounts.append(_record(need, status="unmapped", container_uid=identity.uid, container_gid=identity.gid, reason=reason))
+        outcome.notes.append(f"{need.describe()}: {reason}")
+        return None
+    groups = tuple(g for g in (gid_map.to_host(group) for group in identity.groups) if g is not None)
+    return identity, HostIdentity(host_uid, host_gid, groups, dac, uid_map, gid_map), source
+
+
+@dataclass
+class _Context:
+    request: Request
+    homes: list[str]
+    protected_homes: list[str]
+    storage: list[str]
+    accounts: AccountDatabase
+    scans: dict[Tuple[str, int, int], Optional[Any]] = field(default_factory=dict)
+
+
+def evaluate(need: Need, context: _Context, outcome: Outcome) -> Optional[dict[str, Any]]:
+    """Check one need; record it in ``outcome.mounts``; return its plan item (None when fine
+    or not fixable)."""
+    source = need.source
+    if not source.startswith("/"):
+        outcome.mounts.append(_record(need, status="skipped", reason=f"{source} is not an absolute host path"))
+        return None
+    if not os.path.lexists(source):
+        reason = f"{source} does not exist on the host"
+        if need.container is not None:
+            reason += " (the engine creates a missing bind mount source owned by root when the container starts)"
+        outcome.mounts.append(_record(need, status="missing", reason=reason))
+        outcome.notes.append(f"{need.describe()}: {reason}")
+        return None
+    resolved = _host_identity(need, outcome, context.accounts)
+    if resolved is None:
+        return None
+    identity, host, map_source = resolved
+    real = os.path.realpath(source)
+    try:
+        facts = path_facts(real)
+    except OSError as exc:
+        reason = f"{real} cannot be examined: {exc.strerror or exc}"
+        outcome.mounts.append(_record(need, status="error", reason=reason))
+        outcome.notes.append(f"{need.describe()}: {reason}")
+        return None
+    want = needed_access(facts.is_dir, need.read_only)
+    result = check_access(facts, host, want)
+    base = {
+        "real_path": real,
+        "type": facts.kind,
+        "container_uid": identity.uid,
+        "container_gid": identity.gid,
+        "host_uid": host.uid,
+        "host_gid": host.gid,
+        "host_groups": list(host.groups),
+        "map_source": map_source,
+        "uid_map": host.uid_map.lines(),
+        "gid_map": host.gid_map.lines(),
+        "observed": {"uid": facts.uid, "gid": facts.gid, "mode": facts.mode_text},
+        "check": result.as_dict(),
+    }
+    if result.granted:
+        outcome.mounts.append(_record(need, status="ok", reason=None, **base))
+        return None
+    return _deny(need, context, outcome, identity, host, facts, result, base)
+
+
+def _deny(
+    need: Need,
+    context: _Context,
+    outcome: Outcome,
+    identity: ProcessIdentity,
+    host: HostIdentity,
+    facts: PathFacts,
+    result: AccessResult,
+    base: dict[str, Any],
+) -> Optional[dict[str, Any]]:
+    real = facts.path
+    problem = _fix_problem(real, facts, context)
+    chown_works = check_access(facts.with_owner(host.uid, host.gid), host, result.want).granted
+    counts = None
+    fix_text: Optional[str] = None
+    if problem is None:
+        if chown_works:
+            fix_text = f"chown {host.uid}:{host.gid}"
+            if context.request.scan and facts.is_dir:
+                counts = _scan(real, host, context, outcome)
+                if counts is not None:
+                    fix_text = counts.summary()
+        else:
+            fix_text = (
+                f"grant user {host.uid} an ACL (strategy acl): the owner bits of mode {facts.mode_text} "
+                f"lack {perm_text(result.want)}, so a chown alone would not help"
+            )
+    message = _message(need, identity, host, facts, result)
+    observed: dict[str, Any] = {
+        "uid": facts.uid,
+        "gid": facts.gid,
+        "mode": facts.mode_text,
+        "type": facts.kind,
+        "access": perm_text(result.perms),
+        "via": result.via,
+    }
+    if counts is not None:
+        observed["entries"] = counts.counts["entries"]
+        observed["mismatched"] = counts.counts["to_change"]
+    expected: dict[str, Any] = {
+        "uid": host.uid,
+        "gid": host.gid,
+        "access": "ro" if need.read_only else "rw",
+        "needs": perm_text(result.want),
+        "container_uid": identity.uid,
+        "container_gid": identity.gid,
+        "container_path": need.destination,
+    }
+    finding = make_finding(
+        "bind_mount",
+        "error" if need.container is not None else "warning",
+        real,
+        message,
+        id_parts=(need.owner,),
+        container=need.label,
+        engine=need.engine,
+        user=need.owner,
+        observed=observed,
+        expected=expected,
+        fixable=problem is None,
+        fix=fix_text,
+    )
+    outcome.findings.append(finding)
+    record = _record(need, status="denied", reason=problem, finding=finding["id"], **base)
+    if counts is not None:
+        record["counts"] = {"entries": counts.counts["entries"], "mismatched": counts.counts["to_change"]}
+    outcome.mounts.append(record)
+    if problem is not None:
+        outcome.skipped.append({"path": real, "container": need.label, "engine": need.engine, "user": need.owner, "reason": problem})
+        return None
+    return {
+        "path": real,
+        "uid": host.uid,
+        "gid": host.gid,
+        "access": "ro" if need.read_only else "rw",
+        "containers": [need.label] if need.label else [],
+        "findings": [finding["id"]],
+        "strategies": ["chown", "acl"] if chown_works else ["acl"],
+        "reason": None if chown_works else fix_text,
+    }
+
+
+def _fix_problem(real: str, facts: PathFacts, context: _Context) -> Optional[str]:
+    if not facts.is_dir:
+        return (
+            f"{real} is a {facts.kind}, not a directory: permfix never changes sockets, device nodes or "
+            f"single files shared with the host (such as /etc/localtime or docker.sock)"
+        )
+    refused = refusal_reason(real, context.protected_homes, context.storage)
+    if refused:
+        return f"refusing to change {real}: {refused}"
+    return placement_problem(real, context.request.allowed_roots, context.homes, context.request.allow_home_subdirs)
+
+
+def _scan(real: str, host: HostIdentity, context: _Context, outcome: Outcome) -> Optional[Any]:
+    key = (real, host.uid, host.gid)
+    if key not in context.scans:
+        try:
+            context.scans[key] = scan(real, Target(uid=host.uid, gid=host.gid), WalkOptions(refuse_protected=False, sample_size=0))
+        except (OwnershipError, OSError) as exc:
+            outcome.notes.append(f"{real} could not be scanned: {exc}")
+            context.scans[key] = None
+    return context.scans[key]
+
+
+def _message(need: Need, identity: ProcessIdentity, host: HostIdentity, facts: PathFacts, result: AccessResult) -> str:
+    runs = f"runs as {identity.describe()}"
+    if (host.uid, host.gid) != (identity.uid, identity.gid):
+        runs += f" (host {host.describe()})"
+    if need.container is None:
+        runs = f"needs {host.describe()}"
+    missing = perm_words(result.missing or result.want)
+    where = f"{need.describe()} {runs} and cannot {missing} {facts.path}"
+    if need.destination:
+        where += f" (mounted {'ro' if need.read_only else 'rw'} at {need.destination})"
+    return f"{where}: owned by {facts.uid}:{facts.gid}, mode {facts.mode_text}, {facts.kind} access through {result.via} is {perm_text(result.perms)}"
+
+
+def _merge_plan(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One plan entry per (path, uid, gid); paths needed by different owners cannot be chowned."""
+    merged: dict[Tuple[str, int, int], dict[str, Any]] = {}
+    for item in items:
+        key = (item["path"], item["uid"], item["gid"])
+        if key in merged:
+            entry = merged[key]
+            entry["containers"] = sorted(set(entry["containers"]) | set(item["containers"]))
+            entry["findings"] = sorted(set(entry["findings"]) | set(item["findings"]))
+            if item["access"] == "rw":
+                entry["access"] = "rw"
+            if "chown" not in item["strategies"]:
+                entry["strategies"] = ["acl"]
+                entry["reason"] = item["reason"]
+        else:
+            merged[key] = dict(item)
+    owners: dict[str, set] = {}
+    for path, uid, gid in merged:
+        owners.setdefault(path, set()).add((uid, gid))
+    plan = []
+    for key in sorted(merged):
+        entry = merged[key]
+        others = owners[key[0]] - {(key[1], key[2])}
+        if others:
+            entry["strategies"] = ["acl"]
+            listed = ", ".join(f"{uid}:{gid}" for uid, gid in sorted(owners[key[0]]))
+            entry["reason"] = f"{key[0]} is needed by different owners ({listed}): one chown cannot serve them all; use strategy acl"
+        plan.append(entry)
+    return plan
+
+
+def bind_mount_report(request: Request, runner: Runner) -> Outcome:
+    """Discover, check every bind mount and spec, and plan the fixes."""
+    outcome = Outcome()
+    containers = discover(request, runner, outcome)
+    outcome.containers = len(containers)
+    protected_homes, storage = host_protected_paths()
+    try:
+        accounts = AccountDatabase.from_files()
+    except AccountsError:
+        accounts = AccountDatabase(nss_fallback=True)
+    context = _Context(request, human_homes(), protected_homes, storage, accounts)
+    items = []
+    for container in containers:
+        for mount in container.mounts:
+            if mount.type != "bind":
+                continue
+            need = Need(mount.source, mount.destination, not mount.rw, container=container)
+            if _idmapped(mount):
+                outcome.mounts.append(_record(need, status="skipped", reason="an idmapped mount: ownership is translated by the kernel"))
+                continue
+            item = evaluate(need, context, outcome)
+            if item is not None:
+                items.append(item)
+    for spec in request.specs:
+        need = Need(spec.path, None, spec.access == "ro", spec=spec)
+        item = evaluate(need, context, outcome)
+        if item is not None:
+            items.append(item)
+    outcome.fix_plan = _merge_plan(items)
+    return outcome
+
+
+def _idmapped(mount: Mount) -> bool:
+    return any(option == "idmap" or option.startswith("idmap=") for option in mount.options)

@@ -1,0 +1,458 @@
+# Copyright: permfix.containers contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Containers of every engine in one model: who they run as, how their ids map, what they mount.
+
+Docker containers come from the Docker SDK (:mod:`._docker`); podman containers from
+``podman ps -a --format json`` and ``podman container inspect``, as root and as each
+rootless user (through the shared :mod:`._podman` helpers). Running and stopped containers
+alike: a stopped container's /etc/passwd and /etc/group are copied out through the engine
+(``get_archive``, ``podman cp CTR:/etc/passwd -``), never read through ``/proc/PID/root``
+(a container's absolute symbolic links would resolve on the host).
+
+ID maps, best source first:
+
+- ``kernel``: ``/proc/PID/uid_map`` of a running container's process, read from the host's
+  initial namespace, is already container -> host (also for rootless podman).
+- ``engine``: podman's ``IDMappings`` (container -> host for rootful podman; container ->
+  the user's rootless namespace for rootless podman, composed with that namespace).
+- ``computed``: Docker's ``userns-remap`` from /etc/subuid, rootless podman's namespace when
+  podman reports nothing (``podman unshare cat /proc/self/uid_map``, else /etc/subuid).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Optional, Tuple
+
+from ansible_collections.permfix.containers.plugins.module_utils._accounts import AccountDatabase, PasswdEntry
+from ansible_collections.permfix.containers.plugins.module_utils._docker import (
+    DockerEngine,
+    DockerEngineError,
+    file_from_tar,
+)
+from ansible_collections.permfix.containers.plugins.module_utils._identity import (
+    IDENTITY,
+    IdMap,
+    choose_user,
+    parse_colon_map,
+    parse_proc_map,
+    rootless_map,
+)
+from ansible_collections.permfix.containers.plugins.module_utils._podman import (
+    Account,
+    PodmanError,
+    Runner,
+    podman_json,
+    run_podman,
+)
+from ansible_collections.permfix.containers.plugins.module_utils._subid import SubidError, read_subid_file
+
+ACCOUNT_FILES: Tuple[str, ...] = ("/etc/passwd", "/etc/group")
+
+
+@dataclass(frozen=True)
+class Mount:
+    """One mount of a container: ``source`` on the host, ``destination`` inside."""
+
+    type: str
+    source: str
+    destination: str
+    rw: bool
+    options: Tuple[str, ...] = ()
+
+    @property
+    def access(self) -> str:
+        return "rw" if self.rw else "ro"
+
+
+@dataclass
+class Container:
+    """A container of any engine, as the detections need it."""
+
+    engine: str  # docker or podman
+    id: str
+    name: str
+    state: str
+    running: bool
+    pid: Optional[int]
+    image: str
+    user: str  # the effective --user value ("" is root)
+    user_source: str  # container, image or default
+    mounts: list[Mount] = field(default_factory=list)
+    group_add: Tuple[str, ...] = ()
+    cap_add: Tuple[str, ...] = ()
+    cap_drop: Tuple[str, ...] = ()
+    privileged: bool = False
+    userns_mode: str = ""
+    account: Optional[Account] = None  # the rootless podman user; None for rootful engines
+    uid_map: IdMap = IDENTITY
+    gid_map: IdMap = IDENTITY
+    map_source: str = "identity"  # kernel, engine, computed or identity
+    accounts: Optional[AccountDatabase] = None  # the container's /etc/passwd and /etc/group
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def owner(self) -> Optional[str]:
+        """The rootless podman user's name, None for a rootful container."""
+        return self.account.name if self.account is not None else None
+
+    def describe(self) -> str:
+        if self.account is not None:
+            return f"rootless podman container {self.name} of user {self.account.name}"
+        return f"{self.engine} container {self.name}"
+
+    def has_dac_override(self) -> bool:
+        """Whether a root process in the container keeps CAP_DAC_OVERRIDE (both engines grant
+        it by default; ``--cap-drop ALL`` or ``--cap-drop DAC_OVERRIDE`` take it away)."""
+        if self.privileged:
+            return True
+        drop = {_cap_name(cap) for cap in self.cap_drop}
+        add = {_cap_name(cap) for cap in self.cap_add}
+        if "DAC_OVERRIDE" in add or "ALL" in add:
+            return True
+        return not ({"ALL", "DAC_OVERRIDE"} & drop)
+
+
+def _cap_name(cap: str) -> str:
+    name = str(cap).strip().upper()
+    return name[4:] if name.startswith("CAP_") else name
+
+
+def _strings(values: Any) -> Tuple[str, ...]:
+    if not values:
+        return ()
+    if isinstance(values, str):
+        return (values,)
+    return tuple(str(value) for value in values)
+
+
+def _mounts(data: Sequence[Mapping[str, Any]]) -> list[Mount]:
+    mounts = []
+    for item in data or []:
+        mounts.append(
+            Mount(
+                type=str(item.get("Type") or ""),
+                source=str(item.get("Source") or ""),
+                destination=str(item.get("Destination") or ""),
+                rw=bool(item.get("RW", True)),
+                options=_strings(item.get("Options")) + tuple(part for part in str(item.get("Mode") or "").split(",") if part),
+            )
+        )
+    return mounts
+
+
+def _name(data: Mapping[str, Any]) -> str:
+    return str(data.get("Name") or data.get("Id", "")[:12]).lstrip("/")
+
+
+def read_proc_maps(pid: Optional[int], proc_root: str = "/proc") -> Optional[Tuple[IdMap, IdMap]]:
+    """A running process's uid and gid maps, as the host's initial namespace sees them."""
+    if not pid:
+        return None
+    try:
+        with open(os.path.join(proc_root, str(pid), "uid_map"), encoding="ascii") as handle:
+            uid_text = handle.read()
+        with open(os.path.join(proc_root, str(pid), "gid_map"), encoding="ascii") as handle:
+            gid_text = handle.read()
+    except (OSError, ValueError):
+        return None
+    uid_map, gid_map = parse_proc_map(uid_text), parse_proc_map(gid_text)
+    if not uid_map.ranges or not gid_map.ranges:
+        return None
+    return uid_map, gid_map
+
+
+# The kernel's inode numbers of the initial PID namespace (PROC_PID_INIT_INO).
+INITIAL_PID_NS = "pid:[4026531836]"
+
+
+def in_host_namespaces(proc_root: str = "/proc") -> bool:
+    """Whether this process is in the host's initial PID and user namespaces.
+
+    Only then is an engine's ``State.Pid`` a process of ``/proc`` here, and its maps host ids
+    (inside a container, the same number can be another process).
+    """
+    try:
+        pid_ns = os.readlink(os.path.join(proc_root, "self", "ns", "pid"))
+    except OSError:
+        return False
+    if pid_ns != INITIAL_PID_NS:
+        return False
+    maps = read_proc_maps(os.getpid(), proc_root)
+    return maps is not None and maps[0].is_identity
+
+
+# --------------------------------------------------------------------------------------------
+# Docker
+
+
+def container_from_docker(
+    data: Mapping[str, Any],
+    image: Optional[Mapping[str, Any]] = None,
+    remap: Optional[Tuple[IdMap, IdMap]] = None,
+) -> Container:
+    """The model of a Docker container from its inspect data (pure).
+
+    ``image`` is the image's inspect data (for its USER when the container sets none);
+    ``remap`` the daemon's userns-remap maps (None when remapping is off).
+    """
+    config = data.get("Config") or {}
+    host = data.get("HostConfig") or {}
+    state = data.get("State") or {}
+    image_user = ((image or {}).get("Config") or {}).get("User") or ""
+    user, source = choose_user(config.get("User"), image_user)
+    userns = str(host.get("UsernsMode") or "")
+    running = bool(state.get("Running"))
+    container = Container(
+        engine="docker",
+        id=str(data.get("Id", "")),
+        name=_name(data),
+        state=str(state.get("Status") or ("running" if running else "exited")),
+        running=running,
+        pid=int(state.get("Pid") or 0) or None,
+        image=str(config.get("Image") or data.get("Image") or ""),
+        user=user,
+        user_source=source,
+        mounts=_mounts(data.get("Mounts") or []),
+        group_add=_strings(host.get("GroupAdd")),
+        cap_add=_strings(host.get("CapAdd")),
+        cap_drop=_strings(host.get("CapDrop")),
+        privileged=bool(host.get("Privileged")),
+        userns_mode=userns,
+    )
+    if remap is not None and userns != "host":
+        container.uid_map, container.gid_map = remap
+        container.map_source = "computed"
+    return container
+
+
+def docker_containers(
+    engine: DockerEngine,
+    remap: Optional[Tuple[IdMap, IdMap]] = None,
+    names: Iterable[str] = (),
+    read_accounts: bool = True,
+) -> list[Container]:
+    """Every Docker container (running and stopped), or those called/identified by ``names``."""
+    wanted = set(names)
+    kernel = in_host_namespaces()
+    containers = []
+    for container_id in engine.container_ids():
+        data = engine.inspect_container(container_id)
+        if data is None:
+            continue
+        if wanted and not _selected(data, wanted):
+            continue
+        image = None
+        if not ((data.get("Config") or {}).get("User") or "").strip():
+            image = engine.inspect_image(str(data.get("Image") or ""))
+        container = container_from_docker(data, image, remap)
+        if kernel and container.running:
+            maps = read_proc_maps(container.pid)
+            if maps is not None:
+                container.uid_map, container.gid_map = maps
+                container.map_source = "kernel"
+        if read_accounts:
+            try:
+                passwd = engine.read_file(container.id, "/etc/passwd")
+                group = engine.read_file(container.id, "/etc/group")
+            except DockerEngineError as exc:
+                container.notes.append(f"{container.describe()}: its /etc/passwd could not be read: {exc}")
+            else:
+                container.accounts = AccountDatabase.from_text(passwd or "", group or "")
+        containers.append(container)
+    return containers
+
+
+def _selected(data: Mapping[str, Any], wanted: set) -> bool:
+    container_id = str(data.get("Id", ""))
+    return _name(data) in wanted or any(container_id.startswith(item) for item in wanted if len(item) >= 12)
+
+
+# --------------------------------------------------------------------------------------------
+# podman
+
+
+def container_from_podman(
+    data: Mapping[str, Any],
+    account: Optional[Account] = None,
+    rootless_ns: Optional[Tuple[IdMap, IdMap]] = None,
+    image_user: str = "",
+) -> Container:
+    """The model of a podman container from its inspect data (pure).
+
+    ``account`` is the rootless user (None: rootful podman); ``rootless_ns`` that user's
+    namespace (its ``uid_map`` and ``gid_map``), which podman's ``IDMappings`` are relative to.
+    """
+    config = data.get("Config") or {}
+    host = data.get("HostConfig") or {}
+    state = data.get("State") or {}
+    user, source = choose_user(config.get("User"), image_user)
+    running = bool(state.get("Running"))
+    container = Container(
+        engine="podman",
+        id=str(data.get("Id", "")),
+        name=_name(data),
+        state=str(state.get("Status") or ("running" if running else "exited")),
+        running=running,
+        pid=int(state.get("Pid") or 0) or None,
+        image=str(data.get("ImageName") or config.get("Image") or data.get("Image") or ""),
+        user=user,
+        user_source=source,
+        mounts=_mounts(data.get("Mounts") or []),
+        group_add=_strings(host.get("GroupAdd")),
+        cap_add=_strings(host.get("CapAdd")),
+        cap_drop=_strings(host.get("CapDrop")),
+        privileged=bool(host.get("Privileged")),
+        userns_mode=str(host.get("UsernsMode") or ""),
+        account=account,
+    )
+    mappings = host.get("IDMappings") or data.get("IDMappings") or {}
+    inner_uid = inner_gid = None
+    try:
+        if mappings.get("UidMap"):
+            inner_uid = parse_colon_map(mappings["UidMap"])
+        if mappings.get("GidMap"):
+            inner_gid = parse_colon_map(mappings["GidMap"])
+    except (ValueError, AttributeError) as exc:
+        container.notes.append(f"{container.describe()}: podman reported id mappings that do not parse ({exc})")
+    if account is None:
+        container.uid_map = inner_uid or IDENTITY
+        container.gid_map = inner_gid or (inner_uid or IDENTITY)
+        container.map_source = "engine" if inner_uid else "identity"
+    elif rootless_ns is not None:
+        outer_uid, outer_gid = rootless_ns
+        container.uid_map = inner_uid.compose(outer_uid) if inner_uid else outer_uid
+        container.gid_map = inner_gid.compose(outer_gid) if inner_gid else outer_gid
+        container.map_source = "engine" if inner_uid else "computed"
+    else:
+        container.map_source = "unknown"
+    return container
+
+
+def subid_namespace(account: Account, accounts: Optional[AccountDatabase] = None) -> Tuple[IdMap, IdMap]:
+    """A rootless user's namespace computed from /etc/subuid and /etc/subgid (0 is the user).
+
+    Raises SubidError when the files cannot be read.
+    """
+    accounts = accounts or AccountDatabase.from_files()
+    entry = accounts.user_by_uid(account.uid) or PasswdEntry(account.name, account.uid, account.gid, "", account.home, "", 0)
+    maps = []
+    for kind, path, host_id in (("subuid", "/etc/subuid", account.uid), ("subgid", "/etc/subgid", account.gid)):
+        subid = read_subid_file(kind, path)
+        ranges = [(line.range.start, line.range.count) for line in subid.lines_of(entry, accounts) if line.range]
+        maps.append(rootless_map(host_id, ranges))
+    return maps[0], maps[1]
+
+
+def rootless_namespace(runner: Runner, account: Account) -> Tuple[Tuple[IdMap, IdMap], str]:
+    """The user's rootless namespace as podman sets it up, and where it was learnt.
+
+    Asks ``podman unshare cat /proc/self/uid_map`` (what podman really uses); falls back to
+    /etc/subuid and /etc/subgid. Raises PodmanError when neither works.
+    """
+    try:
+        uid_text = run_podman(runner, ["unshare", "cat", "/proc/self/uid_map"], account).stdout
+        gid_text = run_podman(runner, ["unshare", "cat", "/proc/self/gid_map"], account).stdout
+        uid_map, gid_map = parse_proc_map(uid_text), parse_proc_map(gid_text)
+        if uid_map.ranges and gid_map.ranges:
+            return (uid_map, gid_map), "podman unshare"
+    except PodmanError:
+        pass
+    try:
+        return subid_namespace(account), "/etc/subuid"
+    except SubidError as exc:
+        raise PodmanError(f"the rootless namespace of {account.name} is unknown: {exc}") from exc
+
+
+def podman_read_file(runner: Runner, container_id: str, path: str, account: Optional[Account]) -> Optional[str]:
+    """The text of ``path`` in a podman container (running or stopped), None when absent.
+
+    ``podman cp CTR:PATH -`` writes a tar archive on stdout; the Runner decodes output with
+    surrogate escapes (AnsibleModule.run_command does), so the bytes come back intact.
+    """
+    current = path
+    for _step in range(8):
+        result = run_podman(runner, ["cp", f"{container_id}:{current}", "-"], account, check=False)
+        if result.rc != 0:
+            if "no such file" in result.stderr.lower() or "not exist" in result.stderr.lower():
+                return None
+            raise PodmanError(f"'podman cp {container_id[:12]}:{current} -' failed: {result.stderr.strip()}")
+        data = result.stdout.encode("utf-8", "surrogateescape")
+        try:
+            kind, payload = file_from_tar(data)
+        except DockerEngineError as exc:
+            raise PodmanError(str(exc)) from exc
+        if kind == "file":
+            return payload
+        if kind == "link":
+            current = os.path.normpath(os.path.join(os.path.dirname(current), payload))
+            continue
+        return None
+    return None
+
+
+def podman_containers(
+    runner: Runner,
+    account: Optional[Account] = None,
+    names: Iterable[str] = (),
+    read_accounts: bool = True,
+) -> Tuple[list[Container], list[str]]:
+    """Every podman container of root (``account`` None) or of a rootless user, and notes.
+
+    Raises PodmanError when podman cannot list the containers at all.
+    """
+    notes: list[str] = []
+    listed = podman_json(runner, ["ps", "-a", "--format", "json"], account) or []
+    ids = [str(item.get("Id")) for item in listed if isinstance(item, dict) and item.get("Id")]
+    if not ids:
+        return [], notes
+    inspected = podman_json(runner, ["container", "inspect", *ids], account) or []
+    rootless_ns = None
+    if account is not None:
+        try:
+            rootless_ns, _source = rootless_namespace(runner, account)
+        except PodmanError as exc:
+            notes.append(str(exc))
+    wanted = set(names)
+    kernel = in_host_namespaces()
+    image_users: dict[str, str] = {}
+    containers = []
+    for data in inspected:
+        if not isinstance(data, dict):
+            continue
+        if wanted and not _selected(data, wanted):
+            continue
+        image_user = ""
+        if not ((data.get("Config") or {}).get("User") or "").strip():
+            image_id = str(data.get("Image") or "")
+            if image_id and image_id not in image_users:
+                image_users[image_id] = _podman_image_user(runner, image_id, account)
+            image_user = image_users.get(image_id, "")
+        container = container_from_podman(data, account, rootless_ns, image_user)
+        if kernel and container.running:
+            maps = read_proc_maps(container.pid)
+            if maps is not None:
+                container.uid_map, container.gid_map = maps
+                container.map_source = "kernel"
+        if read_accounts:
+            try:
+                passwd = podman_read_file(runner, container.id, "/etc/passwd", account)
+                group = podman_read_file(runner, container.id, "/etc/group", account)
+            except PodmanError as exc:
+                container.notes.append(f"{container.describe()}: its /etc/passwd could not be read: {exc}")
+            else:
+                container.accounts = AccountDatabase.from_text(passwd or "", group or "")
+        containers.append(container)
+    return containers, notes
+
+
+def _podman_image_user(runner: Runner, image_id: str, account: Optional[Account]) -> str:
+    try:
+        data = podman_json(runner, ["image", "inspect", image_id], account)
+    except PodmanError:
+        return ""
+    if isinstance(data, list) and data and isinstance(data[0], dict):
+        return str((data[0].get("Config") or {}).get("User") or "")
+    return ""

@@ -1,0 +1,308 @@
+# Copyright: permfix.containers contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The Docker daemon through the Docker SDK for Python, as the detections need it.
+
+Only low-level ``APIClient`` calls that both the SDK on controllers (7.x) and Debian 12's
+``python3-docker`` (5.0.3) have: ``containers``, ``inspect_container``, ``inspect_image``,
+``get_archive`` and ``info``. Every SDK or transport error becomes one
+:class:`DockerEngineError` whose message names the daemon and what to do.
+
+Also here: the daemon's ``userns-remap`` setting (from ``/etc/docker/daemon.json`` and the
+running dockerd's command line) and the ID maps it implies.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import posixpath
+import tarfile
+import traceback
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Optional, Tuple
+
+try:
+    import docker  # noqa: F401  (the SDK's presence is what HAS_DOCKER_SDK reports)
+    from docker.errors import DockerException, NotFound
+
+    HAS_DOCKER_SDK = True
+    DOCKER_SDK_IMPORT_ERROR: Optional[str] = None
+except ImportError:  # pragma: no cover - depends on the target
+    HAS_DOCKER_SDK = False
+    DOCKER_SDK_IMPORT_ERROR = traceback.format_exc()
+
+    class DockerException(Exception):  # type: ignore[no-redef]
+        """Stand-in so that ``except DockerException`` works without the SDK."""
+
+    class NotFound(DockerException):  # type: ignore[no-redef]
+        """Stand-in so that ``except NotFound`` works without the SDK."""
+
+
+from ansible_collections.permfix.containers.plugins.module_utils._accounts import AccountDatabase
+from ansible_collections.permfix.containers.plugins.module_utils._identity import IdMap, userns_remap_map
+from ansible_collections.permfix.containers.plugins.module_utils._subid import SubidError, read_subid_file
+
+DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
+DAEMON_JSON = "/etc/docker/daemon.json"
+# Symbolic links followed inside a container when reading a file (/etc/passwd -> ...).
+MAX_LINKS = 8
+# A container file we read (passwd, group) is never larger than this.
+MAX_FILE_BYTES = 4 * 1024 * 1024
+
+
+class DockerEngineError(Exception):
+    """The Docker daemon could not be asked; the message says which daemon and why."""
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip()
+    explanation = getattr(exc, "explanation", None)
+    if explanation:
+        text = str(explanation).strip()
+    return text or exc.__class__.__name__
+
+
+def docker_socket_path(docker_host: str) -> Optional[str]:
+    """The filesystem path of a ``unix://`` Docker host, None for any other scheme."""
+    if docker_host.startswith("unix://"):
+        return docker_host[len("unix://"):]
+    return None
+
+
+class DockerEngine:
+    """A connection to one Docker daemon (created by :func:`connect`)."""
+
+    def __init__(self, client: Any, docker_host: str) -> None:
+        self.client = client
+        self.docker_host = docker_host
+        self._images: dict[str, dict[str, Any]] = {}
+
+    def _call(self, what: str, func: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except NotFound:
+            raise
+        except DockerException as exc:
+            raise DockerEngineError(f"the Docker daemon at {self.docker_host} failed to {what}: {_reason(exc)}") from exc
+        except (OSError, ValueError) as exc:
+            raise DockerEngineError(f"the Docker daemon at {self.docker_host} failed to {what}: {exc}") from exc
+
+    def info(self) -> dict[str, Any]:
+        return self._call("report its configuration", self.client.info)
+
+    def version(self) -> str:
+        data = self._call("report its version", self.client.version)
+        return str(data.get("Version") or "unknown")
+
+    def container_ids(self) -> list[str]:
+        """Every container, running or stopped."""
+        listed = self._call("list containers", self.client.containers, all=True)
+        return [str(item["Id"]) for item in listed or [] if item.get("Id")]
+
+    def inspect_container(self, container_id: str) -> Optional[dict[str, Any]]:
+        """The container's inspect data, None when it vanished since it was listed."""
+        try:
+            return self._call(f"inspect container {container_id[:12]}", self.client.inspect_container, container_id)
+        except NotFound:
+            return None
+
+    def inspect_image(self, image_id: str) -> Optional[dict[str, Any]]:
+        """The image's inspect data (cached), None when the image is gone."""
+        if image_id not in self._images:
+            try:
+                self._images[image_id] = self._call(f"inspect image {image_id[:19]}", self.client.inspect_image, image_id)
+            except NotFound:
+                return None
+        return self._images[image_id]
+
+    def read_file(self, container_id: str, path: str) -> Optional[str]:
+        """The text of ``path`` inside the container (running or stopped), None when absent.
+
+        Reads through the archive API, so nothing runs in the container; symbolic links are
+        followed inside the container's own tree, at most MAX_LINKS times.
+        """
+        current = path
+        for _step in range(MAX_LINKS + 1):
+            try:
+                data = self._call(f"copy {current} out of container {container_id[:12]}", self._archive, container_id, current)
+            except NotFound:
+                return None
+            kind, payload = file_from_tar(data)
+            if kind == "file":
+                return payload
+            if kind == "link":
+                current = posixpath.normpath(posixpath.join(posixpath.dirname(current), payload))
+                continue
+            return None
+        return None
+
+    def _archive(self, container_id: str, path: str) -> bytes:
+        stream, _stat = self.client.get_archive(container_id, path)
+        return b"".join(_limited(stream))
+
+
+def _limited(stream: Iterable[bytes]) -> Iterable[bytes]:
+    total = 0
+    for chunk in stream:
+        total += len(chunk)
+        if total > MAX_FILE_BYTES + 1024 * 1024:
+            raise DockerEngineError(f"a container file is larger than {MAX_FILE_BYTES} bytes; not read")
+        yield chunk
+
+
+def file_from_tar(data: bytes) -> Tuple[str, str]:
+    """The first member of a tar archive: ``("file", text)``, ``("link", target)`` or
+    ``("other", "")``. Text that is not UTF-8 survives as surrogate escapes."""
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as archive:
+            member = archive.next()
+            if member is None:
+                return "other", ""
+            if member.issym():
+                return "link", member.linkname
+            if not member.isfile() or member.size > MAX_FILE_BYTES:
+                return "other", ""
+            handle = archive.extractfile(member)
+            if handle is None:
+                return "other", ""
+            return "file", handle.read().decode("utf-8", "surrogateescape")
+    except tarfile.TarError as exc:
+        raise DockerEngineError(f"the archive of a container file could not be read: {exc}") from exc
+
+
+def connect(docker_host: str = DEFAULT_DOCKER_HOST, timeout: int = 10) -> DockerEngine:
+    """Connect to the daemon (``version="auto"`` asks it which API version to speak).
+
+    Raises DockerEngineError when the SDK is missing or the daemon does not answer.
+    """
+    if not HAS_DOCKER_SDK:
+        raise DockerEngineError("the Docker SDK for Python (docker) is not installed")
+    try:
+        client = docker.APIClient(base_url=docker_host, version="auto", timeout=timeout)
+    except DockerException as exc:
+        raise DockerEngineError(f"the Docker daemon at {docker_host} does not answer: {_reason(exc)}") from exc
+    except (OSError, ValueError) as exc:
+        raise DockerEngineError(f"the Docker daemon at {docker_host} does not answer: {exc}") from exc
+    return DockerEngine(client, docker_host)
+
+
+# --------------------------------------------------------------------------------------------
+# userns-remap
+
+
+@dataclass(frozen=True)
+class RemapSetting:
+    """Docker's ``userns-remap`` value: ``user[:group]`` (``default`` means ``dockremap``)."""
+
+    user: str
+    group: str
+
+    @classmethod
+    def parse(cls, value: str) -> Optional[RemapSetting]:
+        text = value.strip()
+        if not text:
+            return None
+        user, _sep, group = text.partition(":")
+        if user == "default":
+            return cls("dockremap", "dockremap")
+        return cls(user, group or user)
+
+
+def remap_from_daemon_json(text: str) -> Optional[str]:
+    """The ``userns-remap`` value of a daemon.json text (None when absent or not JSON)."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None
+    if isinstance(data, dict) and isinstance(data.get("userns-remap"), str):
+        return data["userns-remap"]
+    return None
+
+
+def remap_from_cmdline(argv: Iterable[str]) -> Optional[str]:
+    """The ``--userns-remap`` value of a dockerd command line (the last one wins)."""
+    found = None
+    args = list(argv)
+    for index, arg in enumerate(args):
+        if arg.startswith("--userns-remap="):
+            found = arg.split("=", 1)[1]
+        elif arg == "--userns-remap" and index + 1 < len(args):
+            found = args[index + 1]
+    return found
+
+
+def dockerd_cmdlines(proc_root: str = "/proc") -> list[list[str]]:
+    """The command lines of running dockerd processes."""
+    lines = []
+    try:
+        entries = os.listdir(proc_root)
+    except OSError:
+        return lines
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(os.path.join(proc_root, entry, "comm"), encoding="utf-8", errors="replace") as handle:
+                if handle.read().strip() != "dockerd":
+                    continue
+            with open(os.path.join(proc_root, entry, "cmdline"), "rb") as handle:
+                raw = handle.read()
+        except OSError:
+            continue
+        lines.append([part.decode("utf-8", "surrogateescape") for part in raw.split(b"\0") if part])
+    return lines
+
+
+def remap_setting(daemon_json: str = DAEMON_JSON, proc_root: str = "/proc") -> Optional[RemapSetting]:
+    """The daemon's ``userns-remap`` (command line first, then daemon.json), None when off."""
+    for argv in dockerd_cmdlines(proc_root):
+        value = remap_from_cmdline(argv)
+        if value is not None:
+            return RemapSetting.parse(value)
+    try:
+        with open(daemon_json, encoding="utf-8") as handle:
+            value = remap_from_daemon_json(handle.read())
+    except OSError:
+        value = None
+    return RemapSetting.parse(value) if value is not None else None
+
+
+def remap_enabled(info: dict[str, Any]) -> bool:
+    """Whether ``docker info`` says user namespaces are on (``name=userns``)."""
+    options = info.get("SecurityOptions") or []
+    return any("name=userns" in str(option) for option in options)
+
+
+def remap_maps(
+    setting: RemapSetting,
+    accounts: AccountDatabase,
+    subuid_path: str = "/etc/subuid",
+    subgid_path: str = "/etc/subgid",
+) -> Tuple[IdMap, IdMap]:
+    """The uid and gid maps Docker uses for ``setting``, from /etc/subuid and /etc/subgid.
+
+    Raises DockerEngineError when the remap user or its ranges are missing.
+    """
+    user = accounts.resolve_user(setting.user)
+    if user is None:
+        raise DockerEngineError(f"the Docker daemon remaps to user {setting.user!r}, which does not exist on this host")
+    group_entry = accounts.group(setting.group)
+    group_name = group_entry.name if group_entry is not None else setting.group
+    try:
+        subuid = read_subid_file("subuid", subuid_path)
+        subgid = read_subid_file("subgid", subgid_path)
+    except SubidError as exc:
+        raise DockerEngineError(str(exc)) from exc
+    uid_ranges = [(line.range.start, line.range.count) for line in subuid.lines_of(user, accounts) if line.range]
+    gid_ranges = [
+        (line.range.start, line.range.count)
+        for line in subgid.entries
+        if line.range and line.owner in (group_name, str(group_entry.gid) if group_entry else group_name)
+    ]
+    if not uid_ranges or not gid_ranges:
+        raise DockerEngineError(
+            f"the Docker daemon remaps to {setting.user}:{setting.group}, which has no ranges in {subuid_path} or {subgid_path}"
+        )
+    return userns_remap_map(uid_ranges), userns_remap_map(gid_ranges)

@@ -1,0 +1,378 @@
+#!/usr/bin/python
+# Copyright: permfix.containers contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: bind_mount_info
+short_description: Find bind mounts that a container's user cannot read or write
+version_added: 0.1.0
+description:
+  - Examines every bind mount of every container, running or stopped, of Docker (through the
+    Docker SDK for Python), rootful podman and the rootless podman of every user, plus the
+    declared O(specs) for hosts where the containers do not exist yet.
+  - For each mount it resolves the user the container process runs as (its C(User) setting,
+    else the image's C(USER), else root) with the container's own C(/etc/passwd) and
+    C(/etc/group), copied out through the engine (so stopped containers work too).
+  - That user is mapped through the container's user namespace to host ids (rootful engines use
+    the same ids; Docker C(userns-remap); rootless podman, where container uid 0 is the user and
+    uid N is C(subuid_start+N-1); C(keep-id); explicit C(--uidmap)). A running container's maps are
+    read from the kernel (C(/proc/PID/uid_map)); a stopped one's from podman's C(IDMappings),
+    the rootless user's namespace and C(/etc/subuid).
+  - The host ids are checked against the host path like the kernel does (owner, POSIX ACL,
+    group and supplementary groups, other; a container root's C(CAP_DAC_OVERRIDE)). A mount
+    needs read and enter, and for C(rw) mounts write.
+  - Returns one C(bind_mount) finding per mount whose identity lacks the access it needs, a
+    fix plan for the directories it is safe to change, and what it would not change and why.
+  - Changes nothing. Absent or silent engines become RV(notes), not errors.
+author:
+  - permfix.containers contributors (@permfix)
+options:
+  engines:
+    description:
+      - The container engines whose containers are examined. V([]) examines only O(specs).
+    type: list
+    elements: str
+    choices: [docker, podman]
+    default: [docker, podman]
+  containers:
+    description:
+      - Only these containers (names, or ids of at least 12 characters). Empty means all.
+    type: list
+    elements: str
+    default: []
+  podman_users:
+    description:
+      - The users whose podman containers are examined; V(root) is rootful podman.
+      - Default is root and every user with rootless podman state or a running pause process.
+    type: list
+    elements: str
+  specs:
+    description:
+      - Declared needs, for containers that do not exist yet.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      path:
+        description: The host directory the container will mount.
+        type: path
+        required: true
+      uid:
+        description:
+          - The host user (name or number) that needs access.
+          - With O(specs[].rootless_user), a numeric uid inside that user's rootless podman containers.
+        type: raw
+        required: true
+      gid:
+        description:
+          - The group (name or number). Default is the user's primary group, or O(specs[].uid) when
+            the uid has no account.
+        type: raw
+      access:
+        description: V(rw) needs read, write and enter; V(ro) read and enter.
+        type: str
+        choices: [rw, ro]
+        default: rw
+      name:
+        description: A label (the future container's name), used as the finding's C(container).
+        type: str
+      rootless_user:
+        description:
+          - The ids are inside the default rootless podman namespace of this user and are mapped
+            through its C(/etc/subuid) and C(/etc/subgid) ranges.
+        type: str
+  docker_host:
+    description:
+      - The Docker daemon, as a C(unix://) address.
+      - Defaults to E(DOCKER_HOST) on the target, else C(unix:///var/run/docker.sock).
+    type: str
+  timeout:
+    description: Seconds to wait for the Docker daemon.
+    type: int
+    default: 10
+  scan:
+    description:
+      - For each mount with a finding, walk the directory and count the entries a C(chown) would
+        change (reported in the finding's C(fix) and C(observed.mismatched)).
+    type: bool
+    default: true
+  allowed_roots:
+    description:
+      - Directories below which the fix plan may change ownership. Paths elsewhere are listed
+        in RV(skipped_mounts) with the reason.
+    type: list
+    elements: path
+    default: [/srv, /opt, /data, /mnt]
+  allow_home_subdirs:
+    description:
+      - Also allow directories below the home directory of root and of regular users
+        (C(UID_MIN) to C(UID_MAX)); never the home directory itself.
+    type: bool
+    default: true
+extends_documentation_fragment:
+  - permfix.containers.attributes
+  - permfix.containers.attributes.info_module
+requirements:
+  - The Docker SDK for Python (C(docker), Debian's C(python3-docker)) on the target when a Docker
+    daemon runs there.
+notes:
+  - Run it as root, so that it can read every path and ask podman as every rootless user.
+  - Sockets, device nodes and single files are checked but never planned for a change.
+seealso:
+  - module: permfix.containers.path_owner
+"""
+
+EXAMPLES = r"""
+- name: Find bind mounts that containers cannot use
+  permfix.containers.bind_mount_info:
+  register: bind_mounts
+
+- name: Show the findings
+  ansible.builtin.debug:
+    msg: "{{ bind_mounts.findings | map(attribute='message') | list }}"
+
+- name: Check a directory for a container that will run as 1000:1000 later
+  permfix.containers.bind_mount_info:
+    engines: []
+    specs:
+      - path: /srv/app/data
+        uid: 1000
+        gid: 1000
+        name: app
+
+- name: Check a directory a rootless container of user app will mount as uid 999
+  permfix.containers.bind_mount_info:
+    engines: []
+    specs:
+      - path: /home/app/pgdata
+        uid: 999
+        rootless_user: app
+"""
+
+RETURN = r"""
+findings:
+  description: Findings of class C(bind_mount) in the C(permfix.report/v1) schema.
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - id: "bind_mount:web:/srv/app/data"
+      class: bind_mount
+      severity: error
+      subject: /srv/app/data
+      container: web
+      engine: docker
+      user: null
+      observed: {uid: 0, gid: 0, mode: "0755", type: directory, access: "r-x", via: other, entries: 1310, mismatched: 1204}
+      expected: {uid: 1000, gid: 1000, access: rw, needs: rwx, container_uid: 1000, container_gid: 1000, container_path: /data}
+      message: "docker container web runs as 1000:1000 and cannot write /srv/app/data (mounted rw at /data): ..."
+      fixable: true
+      fix: "chown 1000:1000 on 1,204 of 1,310 entries"
+mounts:
+  description:
+    - Every bind mount and spec examined, with its outcome in C(status) - V(ok), V(denied),
+      V(missing) (the source does not exist), V(unresolved) (the container user is unknown),
+      V(unmapped) (the user is outside the container's user namespace), V(skipped) or V(error).
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - container: web
+      engine: docker
+      user: null
+      source: /srv/app/data
+      real_path: /srv/app/data
+      destination: /data
+      access: rw
+      status: denied
+      type: directory
+      container_uid: 1000
+      container_gid: 1000
+      host_uid: 1000
+      host_gid: 1000
+      host_groups: []
+      map_source: kernel
+      uid_map: ["0:0:4294967295"]
+      gid_map: ["0:0:4294967295"]
+      observed: {uid: 0, gid: 0, mode: "0755"}
+      check: {granted: false, needed: rwx, has: r-x, via: other}
+      reason: null
+      finding: "bind_mount:web:/srv/app/data"
+fix_plan:
+  description:
+    - The directories it is safe to change, one entry per path and host owner, for
+      M(permfix.containers.path_owner). C(strategies) lists what would work (V(chown) is missing
+      when different owners need the path or the mode's owner bits lack what is needed).
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - path: /srv/app/data
+      uid: 1000
+      gid: 1000
+      access: rw
+      containers: [web]
+      findings: ["bind_mount:web:/srv/app/data"]
+      strategies: [chown, acl]
+      reason: null
+skipped_mounts:
+  description: Denied mounts that will not be changed (not in RV(fix_plan)), and why.
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - path: /var/run/docker.sock
+      container: agent
+      engine: docker
+      user: null
+      reason: "/var/run/docker.sock is a socket, not a directory: ..."
+notes:
+  description: What could not be examined and why (absent engines, unreadable files, unknown users).
+  returned: always
+  type: list
+  elements: str
+  sample: ["podman is not installed on this host; no podman containers were examined"]
+containers_examined:
+  description: How many containers were examined.
+  returned: always
+  type: int
+  sample: 3
+"""
+
+import os
+import pwd
+from typing import Any
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.permfix.containers.plugins.module_utils._bind_mounts import (
+    ACCESS_CHOICES,
+    DEFAULT_ALLOWED_ROOTS,
+    ENGINES,
+    MissingDockerSdk,
+    Request,
+    Spec,
+    bind_mount_report,
+)
+from ansible_collections.permfix.containers.plugins.module_utils._docker import (
+    DEFAULT_DOCKER_HOST,
+    DOCKER_SDK_IMPORT_ERROR,
+)
+from ansible_collections.permfix.containers.plugins.module_utils._owner_spec import IdValue, OwnerSpecError, parse_id
+from ansible_collections.permfix.containers.plugins.module_utils._podman import Runner, module_runner
+
+
+def _numeric(value: IdValue, what: str) -> int:
+    """A number given for an id inside a rootless namespace (names mean nothing there)."""
+
+    def refuse(name: str) -> int:
+        raise OwnerSpecError(f"{what} {name!r} is a name: ids inside a rootless namespace must be numbers")
+
+    number = parse_id(value, "user", lookup=refuse)
+    if number is None:
+        raise OwnerSpecError(f"{what} is empty")
+    return number
+
+
+def _spec(index: int, raw: dict[str, Any]) -> Spec:
+    label = f"specs[{index}] ({raw['path']})"
+    try:
+        if raw.get("rootless_user"):
+            uid = _numeric(raw["uid"], f"{label} uid")
+            gid = _numeric(raw["gid"], f"{label} gid") if raw.get("gid") not in (None, "") else uid
+        else:
+            uid = parse_id(raw["uid"], "user")
+            if uid is None:
+                raise OwnerSpecError("uid is empty")
+            if raw.get("gid") not in (None, ""):
+                gid = parse_id(raw["gid"], "group")
+            else:
+                gid = _primary_gid(uid)
+    except OwnerSpecError as exc:
+        raise OwnerSpecError(f"{label}: {exc}") from None
+    if gid is None:
+        gid = uid
+    return Spec(raw["path"], uid, gid, raw["access"], raw.get("name"), raw.get("rootless_user"))
+
+
+def _primary_gid(uid: int) -> int:
+    try:
+        return pwd.getpwuid(uid).pw_gid
+    except KeyError:
+        return uid
+
+
+def run(module: AnsibleModule, runner: Runner) -> dict[str, Any]:
+    params = module.params
+    docker_host = params["docker_host"] or os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST
+    if not docker_host.startswith("unix://"):
+        module.fail_json(msg=f"docker_host must be a unix:// address such as {DEFAULT_DOCKER_HOST}, not {docker_host!r}")
+    if params["timeout"] <= 0:
+        module.fail_json(msg="timeout must be a positive number of seconds")
+    for root in params["allowed_roots"]:
+        if not root.startswith("/"):
+            module.fail_json(msg=f"allowed_roots must be absolute paths, not {root!r}")
+    try:
+        specs = tuple(_spec(index, raw) for index, raw in enumerate(params["specs"]))
+    except OwnerSpecError as exc:
+        module.fail_json(msg=str(exc))
+    for spec in specs:
+        if not spec.path.startswith("/"):
+            module.fail_json(msg=f"spec path {spec.path!r} must be absolute")
+    request = Request(
+        engines=tuple(params["engines"]),
+        containers=tuple(params["containers"]),
+        podman_users=tuple(params["podman_users"]) if params["podman_users"] is not None else None,
+        specs=specs,
+        docker_host=docker_host,
+        timeout=params["timeout"],
+        scan=params["scan"],
+        allowed_roots=tuple(params["allowed_roots"]),
+        allow_home_subdirs=params["allow_home_subdirs"],
+    )
+    return bind_mount_report(request, runner).as_dict()
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "engines": {"type": "list", "elements": "str", "choices": list(ENGINES), "default": list(ENGINES)},
+            "containers": {"type": "list", "elements": "str", "default": []},
+            "podman_users": {"type": "list", "elements": "str"},
+            "specs": {
+                "type": "list",
+                "elements": "dict",
+                "default": [],
+                "options": {
+                    "path": {"type": "path", "required": True},
+                    "uid": {"type": "raw", "required": True},
+                    "gid": {"type": "raw"},
+                    "access": {"type": "str", "choices": list(ACCESS_CHOICES), "default": "rw"},
+                    "name": {"type": "str"},
+                    "rootless_user": {"type": "str"},
+                },
+            },
+            "docker_host": {"type": "str"},
+            "timeout": {"type": "int", "default": 10},
+            "scan": {"type": "bool", "default": True},
+            "allowed_roots": {"type": "list", "elements": "path", "default": list(DEFAULT_ALLOWED_ROOTS)},
+            "allow_home_subdirs": {"type": "bool", "default": True},
+        },
+        supports_check_mode=True,
+    )
+    try:
+        result = run(module, module_runner(module))
+    except MissingDockerSdk as exc:
+        module.fail_json(
+            msg=missing_required_lib("docker", reason=f"to examine the containers of the Docker daemon at {exc}"),
+            exception=DOCKER_SDK_IMPORT_ERROR,
+        )
+    except (OSError, ValueError) as exc:
+        module.fail_json(msg=f"bind mounts could not be examined: {exc}")
+    module.exit_json(changed=False, **result)
+
+
+if __name__ == "__main__":
+    main()
