@@ -29,7 +29,7 @@ def installed(tmp_path_factory) -> dict[str, str]:
                    check=True, capture_output=True, text=True)
     tarballs = list(build.glob("permfix-containers-*.tar.gz"))
     assert [t.name for t in tarballs] == ["permfix-containers-0.1.0.tar.gz"]
-    subprocess.run([galaxy, "collection", "install", "-p", str(collections), str(tarballs[0])],
+    subprocess.run([galaxy, "collection", "install", "--force", "-p", str(collections), str(tarballs[0])],
                    check=True, capture_output=True, text=True)
     env = lib.ansible_env({"ANSIBLE_COLLECTIONS_PATH": str(collections)})
     return {"tarball": str(tarballs[0]), "collections": str(collections), **{f"env:{k}": v for k, v in env.items()}}
