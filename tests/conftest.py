@@ -18,13 +18,30 @@ sys.path.insert(0, str(lib.collections_dir()))
 TIER_BY_DIR = {"unit": "unit", "integration": "integration"}
 
 
+def xdist_group(item: pytest.Item) -> str:
+    """The group a test runs in when pytest-xdist spreads the tiers over workers.
+
+    Unit and integration tests share this machine's users, files and engines, so they run in
+    one group, one after another. Each molecule scenario works inside its own container,
+    ansible-test sanity on a staged copy and ansible-lint only reads: those run beside them.
+    """
+    name = Path(str(item.path)).name
+    callspec = getattr(item, "callspec", None)
+    if name == "test_molecule.py" and callspec is not None and "scenario" in callspec.params:
+        return f"molecule-{callspec.params['scenario']}"
+    if name in ("test_sanity.py", "test_lint.py", "test_molecule.py"):
+        return name[len("test_"):-len(".py")]
+    return "host"
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark each test with its tier from the directory it lives in."""
+    """Mark each test with its tier from the directory it lives in, and its xdist group."""
     tests_dir = Path(__file__).parent
     for item in items:
         parts = Path(str(item.path)).relative_to(tests_dir).parts
         if parts and parts[0] in TIER_BY_DIR:
             item.add_marker(getattr(pytest.mark, TIER_BY_DIR[parts[0]]))
+        item.add_marker(pytest.mark.xdist_group(xdist_group(item)))
 
 
 @pytest.fixture

@@ -98,7 +98,7 @@ options:
   one_file_system:
     description:
       - Stay on the filesystem of O(path); other filesystems mounted below it (and bind mounts)
-        are not entered and are listed in RV(skipped.mounts).
+        are not entered and are listed in RV(skipped_entries.mounts).
     type: bool
     default: true
   allow_hardlinks:

@@ -102,7 +102,19 @@ make_venv() {
   echo "$want" >"$stamp"
 }
 
+# A copy of this collection in the default collections path (left by molecule's prerun, or an
+# earlier `ansible-galaxy collection install`) would shadow the checkout for ansible-lint,
+# which always searches ~/.ansible/collections first.
+remove_shadowing_copy() {
+  local copy=${HOME:-/root}/.ansible/collections/ansible_collections/permfix/containers
+  if [ -e "$copy" ]; then
+    log "removing $copy (it would shadow this checkout)"
+    rm -rf "$copy"
+  fi
+}
+
 need_root
+remove_shadowing_copy
 case "$mode" in
   runtime)
     install_packages "${runtime_packages[@]}"
