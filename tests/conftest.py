@@ -23,13 +23,14 @@ def xdist_group(item: pytest.Item) -> str:
 
     Unit and integration tests share this machine's users, files and engines, so they run in
     one group, one after another. Each molecule scenario works inside its own container,
-    ansible-test sanity on a staged copy and ansible-lint only reads: those run beside them.
+    ansible-test sanity on a staged copy, ansible-lint only reads, and the fleet test works
+    only on its own containers (every host test scopes itself by name): those run beside them.
     """
     name = Path(str(item.path)).name
     callspec = getattr(item, "callspec", None)
     if name == "test_molecule.py" and callspec is not None and "scenario" in callspec.params:
         return f"molecule-{callspec.params['scenario']}"
-    if name in ("test_sanity.py", "test_lint.py", "test_molecule.py"):
+    if name in ("test_sanity.py", "test_lint.py", "test_molecule.py", "test_fleet_runner.py"):
         return name[len("test_"):-len(".py")]
     return "host"
 

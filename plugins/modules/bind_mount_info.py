@@ -91,7 +91,7 @@ options:
   timeout:
     description: Seconds to wait for the Docker daemon.
     type: int
-    default: 10
+    default: 60
   scan:
     description:
       - For each mount with a finding, walk the directory and count the entries a C(chown) would
@@ -355,7 +355,7 @@ def main() -> None:
                 },
             },
             "docker_host": {"type": "str"},
-            "timeout": {"type": "int", "default": 10},
+            "timeout": {"type": "int", "default": 60},
             "scan": {"type": "bool", "default": True},
             "allowed_roots": {"type": "list", "elements": "path", "default": list(DEFAULT_ALLOWED_ROOTS)},
             "allow_home_subdirs": {"type": "bool", "default": True},

@@ -27,7 +27,7 @@ options:
   timeout:
     description: Seconds to wait for each engine to answer.
     type: int
-    default: 10
+    default: 60
 extends_documentation_fragment:
   - permfix.containers.attributes
   - permfix.containers.attributes.info_module
@@ -86,7 +86,7 @@ def main() -> None:
     module = AnsibleModule(
         argument_spec={
             "docker_host": {"type": "str"},
-            "timeout": {"type": "int", "default": 10},
+            "timeout": {"type": "int", "default": 60},
         },
         supports_check_mode=True,
     )

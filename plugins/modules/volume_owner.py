@@ -84,7 +84,7 @@ options:
   timeout:
     description: Seconds to wait for the Docker daemon to answer one request.
     type: int
-    default: 10
+    default: 60
   fixer_timeout:
     description: Seconds the fixer container may run.
     type: int
@@ -262,7 +262,7 @@ def main() -> None:
             "busybox_path": {"type": "path", "default": DEFAULT_BUSYBOX},
             "stop_containers": {"type": "bool", "default": False},
             "docker_host": {"type": "str"},
-            "timeout": {"type": "int", "default": 10},
+            "timeout": {"type": "int", "default": 60},
             "fixer_timeout": {"type": "int", "default": 600},
             "sample_size": {"type": "int", "default": 10},
         },

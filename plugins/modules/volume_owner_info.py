@@ -62,7 +62,7 @@ options:
   timeout:
     description: Seconds to wait for the Docker daemon.
     type: int
-    default: 10
+    default: 60
   scan:
     description:
       - V(full) walks every entry of each volume that has an expected owner and counts those that differ.
@@ -231,7 +231,7 @@ def main() -> None:
             "volumes": {"type": "list", "elements": "str", "default": []},
             "owners": {"type": "dict", "default": {}},
             "docker_host": {"type": "str"},
-            "timeout": {"type": "int", "default": 10},
+            "timeout": {"type": "int", "default": 60},
             "scan": {"type": "str", "choices": list(SCAN_CHOICES), "default": "full"},
             "sample_size": {"type": "int", "default": 10},
             "inspector": {"type": "bool", "default": True},
