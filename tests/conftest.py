@@ -35,14 +35,31 @@ def xdist_group(item: pytest.Item) -> str:
     return "host"
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark each test with its tier from the directory it lives in, and its xdist group."""
+    """Mark each test with its tier from the directory it lives in, and its xdist group.
+
+    It must run before pytest-xdist's own hook, which reads the groups.
+    """
     tests_dir = Path(__file__).parent
     for item in items:
         parts = Path(str(item.path)).relative_to(tests_dir).parts
         if parts and parts[0] in TIER_BY_DIR:
             item.add_marker(getattr(pytest.mark, TIER_BY_DIR[parts[0]]))
         item.add_marker(pytest.mark.xdist_group(xdist_group(item)))
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Refuse to run when pytest-xdist did not apply the groups (host tests would interleave)."""
+    config = session.config
+    if getattr(config, "workerinput", None) is None or not getattr(config.option, "loadgroup", False):
+        return
+    ungrouped = [item.nodeid for item in session.items if "@" not in item.nodeid.rsplit("]", 1)[-1]]
+    if ungrouped:
+        raise pytest.UsageError(
+            f"pytest-xdist did not put {len(ungrouped)} tests (e.g. {ungrouped[0]}) in their xdist_group: "
+            "host tests would run at the same time; check the pytest and pytest-xdist versions"
+        )
 
 
 @pytest.fixture
