@@ -61,21 +61,29 @@ def docker_socket_path(docker_host: str) -> Optional[str]:
     return None
 
 
+def docker_api_get(socket_path: str, path: str, timeout: float = 10.0) -> Any:
+    """GET ``path`` from the Docker API on the unix socket ``socket_path`` and parse the JSON answer.
+
+    Raises OSError when nobody answers and ValueError for any answer but 200 with JSON.
+    """
+    connection = _UnixHTTPConnection(socket_path, timeout)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        body = response.read()
+    finally:
+        connection.close()
+    if response.status != 200:
+        raise ValueError(f"the Docker daemon at {socket_path} answered HTTP {response.status} to GET {path}")
+    return json.loads(body)
+
+
 def docker_api_version(docker_host: str = DEFAULT_DOCKER_HOST, timeout: float = 10.0) -> dict[str, Any]:
     """GET /version from the Docker daemon. Raises OSError or ValueError when it does not answer."""
     path = docker_socket_path(docker_host)
     if path is None:
         raise ValueError(f"only unix:// Docker hosts are supported here, not {docker_host!r}")
-    connection = _UnixHTTPConnection(path, timeout)
-    try:
-        connection.request("GET", "/version")
-        response = connection.getresponse()
-        body = response.read()
-        if response.status != 200:
-            raise ValueError(f"the Docker daemon answered HTTP {response.status} to GET /version")
-        data = json.loads(body)
-    finally:
-        connection.close()
+    data = docker_api_get(path, "/version", timeout)
     if not isinstance(data, dict):
         raise ValueError("the Docker daemon's /version answer is not an object")
     return data

@@ -14,16 +14,14 @@ are added. :func:`inspect_host` gathers the facts, :func:`build_findings` turns 
 
 from __future__ import annotations
 
-import http.client
-import json
 import os
 import pwd
-import socket
 import stat
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from ansible_collections.permfix.containers.plugins.module_utils._engines import docker_api_get
 from ansible_collections.permfix.containers.plugins.module_utils._findings import make_finding
 from ansible_collections.permfix.containers.plugins.module_utils._podman import (
     Account,
@@ -197,32 +195,6 @@ def needed_value(ports: Iterable[PublishedPort]) -> Optional[int]:
     return min(privileged) if privileged else None
 
 
-class _UnixHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self._socket_path = path
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        sock.connect(self._socket_path)
-        self.sock = sock
-
-
-def docker_get(socket_path: str, path: str, timeout: float = 10.0) -> Any:
-    """GET ``path`` from the Docker API at ``socket_path`` and parse the JSON answer."""
-    connection = _UnixHTTPConnection(socket_path, timeout)
-    try:
-        connection.request("GET", path)
-        response = connection.getresponse()
-        body = response.read()
-    finally:
-        connection.close()
-    if response.status != 200:
-        raise ValueError(f"the Docker daemon at {socket_path} answered HTTP {response.status} to GET {path}")
-    return json.loads(body)
-
-
 def rootless_docker_sockets(accounts: Optional[Iterable[Account]] = None, template: str = ROOTLESS_DOCKER_SOCKET) -> list[tuple[Account, str]]:
     """Users other than root with a rootless Docker socket, and the socket's path."""
     if accounts is None:
@@ -254,8 +226,8 @@ def discover_ports(runner: Runner, timeout: float = 10.0) -> tuple[list[Publishe
             ports.extend(podman_published_ports(entries, account.name))
     for account, path in rootless_docker_sockets():
         try:
-            listed = docker_get(path, "/containers/json?all=1", timeout)
-            inspected = [docker_get(path, f"/containers/{item['Id']}/json", timeout) for item in listed]
+            listed = docker_api_get(path, "/containers/json?all=1", timeout)
+            inspected = [docker_api_get(path, f"/containers/{item['Id']}/json", timeout) for item in listed]
         except (OSError, ValueError, KeyError, TypeError) as exc:
             warnings.append(f"could not list the rootless Docker containers of user {account.name} ({path}): {exc}")
             continue
