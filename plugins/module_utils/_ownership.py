@@ -907,6 +907,8 @@ class _Walker:
         ng = self.target.gid if self.target.gid is not None else -1
         apply = self.apply
         changes = self.report.changes
+        # room left in the sample of changes: while there is some, entries take the slow path
+        room = changes.limit - len(changes.items)
         chown = os.chown
         entry_slow = self._entry
         seen = 0
@@ -935,8 +937,9 @@ class _Walker:
                     if (st.st_uid == wu or wu < 0) and (st.st_gid == wg or wg < 0):
                         continue
                     kind = st.st_mode & 0o170000
-                    if (kind == 0o100000 and st.st_nlink > 1) or kind == 0o020000 or kind == 0o060000 or not changes.full:
+                    if room > 0 or (kind == 0o100000 and st.st_nlink > 1) or kind == 0o020000 or kind == 0o060000:
                         entry_slow(frame, entry.name, st)
+                        room = changes.limit - len(changes.items)
                         continue
                     mismatched += 1
                     to_change += 1
