@@ -23,6 +23,14 @@ How the walk stays safe:
   below the root are found through the mount id) unless asked to cross.
 - System paths, home directories themselves and container storage are refused.
 
+Large trees are walked by several processes (``workers``; by default one per usable CPU,
+at most four): once the walk has seen ``parallel_after`` entries, a subdirectory the walk is
+about to enter, opened and checked as above, is handed as its open descriptor (over a unix
+socket) to an idle helper process forked from the walker, which walks it with the same rules
+and sends back its counts and samples; the walker goes on with the next one. The root is still
+changed last, after every helper has answered, and only when nothing below failed. Hard-link
+handling with ``allow_hardlinks`` needs one set of seen inodes, so it walks in one process.
+
 Memory stays bounded: the walk is iterative and holds, per directory on the current path,
 one descriptor and at most ``CHUNK`` names of subdirectories still to visit; a directory
 with more subdirectories keeps its listing open and is read in chunks. When the number of
@@ -38,10 +46,14 @@ files it owns or can already read and write.
 
 from __future__ import annotations
 
+# socket's descriptor passing imports array: import it before any fork (a child must not import)
+import array  # pylint: disable=unused-import  # noqa: F401
 import errno
 import json
 import os
 import re
+import select
+import socket
 import stat
 import struct
 from collections.abc import Iterable, Sequence
@@ -59,6 +71,8 @@ POLICIES: Tuple[str, ...] = ("always", "on_root_mismatch")
 # Names of subdirectories kept in memory per directory before its listing is paused.
 CHUNK = 2048
 DEFAULT_SAMPLE_SIZE = 20
+MAX_WORKERS = 4
+PARALLEL_AFTER = 4096  # entries the walk sees before it starts helper processes
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK
 _PARENT_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | os.O_NOCTTY
@@ -249,6 +263,13 @@ class Sample:
         self.total += 1
         if len(self.items) < self.limit:
             self.items.append(item)
+
+    def merge(self, items: Sequence[Any], total: int) -> None:
+        """Add another sample's kept ``items`` and its ``total`` count."""
+        self.total += total
+        room = self.limit - len(self.items)
+        if room > 0:
+            self.items.extend(items[:room])
 
     @property
     def full(self) -> bool:
@@ -469,6 +490,8 @@ class WalkOptions:
     refuse_protected: bool = True
     max_open_fds: Optional[int] = None
     chunk: int = CHUNK
+    workers: int = 0  # processes that walk the tree; 0: one per usable CPU, at most MAX_WORKERS
+    parallel_after: int = PARALLEL_AFTER
     hook: Optional[Hook] = None  # tests: called as hook(event, path) at "descend" and "open"
 
 
@@ -484,6 +507,9 @@ COUNT_KEYS: Tuple[str, ...] = (
     "vanished",
     "failed",
 )
+
+
+SAMPLE_NAMES: Tuple[str, ...] = ("changes", "hardlinks", "devices", "mounts", "failures")
 
 
 @dataclass
@@ -508,7 +534,7 @@ class OwnershipReport:
     failures: Sample = field(default_factory=Sample)
 
     def __post_init__(self) -> None:
-        for name in ("changes", "hardlinks", "devices", "mounts", "failures"):
+        for name in SAMPLE_NAMES:
             setattr(self, name, Sample(self.sample_size))
 
     @property
@@ -650,6 +676,185 @@ def _fd_budget(requested: Optional[int]) -> int:
     return max(16, min(1024, soft // 2 - 16))
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask, which containers and cgroups narrow)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def worker_count(requested: int) -> int:
+    """How many processes walk: ``requested``, or one per usable CPU (at most MAX_WORKERS) for 0."""
+    if requested < 0:
+        raise OwnershipError(f"workers must be 0 (one per usable CPU) or more, not {requested}")
+    if requested == 0:
+        return min(MAX_WORKERS, usable_cpus())
+    return requested
+
+
+_LENGTH = struct.Struct("!I")
+
+
+def _send(sock: socket.socket, message: Dict[str, Any], fd: Optional[int] = None) -> None:
+    """Send one length-prefixed JSON message, with ``fd`` attached to its first bytes."""
+    data = json.dumps(message).encode()
+    header = _LENGTH.pack(len(data))
+    if fd is None:
+        sock.sendall(header + data)
+        return
+    sent = socket.send_fds(sock, [header], [fd])
+    sock.sendall(header[sent:] + data)
+
+
+def _recv_exact(sock: socket.socket, size: int, data: bytes = b"") -> bytes:
+    while len(data) < size:
+        more = sock.recv(size - len(data))
+        if not more:
+            raise EOFError
+        data += more
+    return data
+
+
+def _recv(sock: socket.socket, with_fd: bool = False) -> Tuple[Dict[str, Any], Optional[int]]:
+    """Receive one message of :func:`_send` (and its descriptor); EOFError when the peer is gone."""
+    fd: Optional[int] = None
+    if with_fd:
+        head, fds, _flags, _addr = socket.recv_fds(sock, _LENGTH.size, 1)
+        if not head:
+            raise EOFError
+        fd = fds[0] if fds else None
+    else:
+        head = b""
+    head = _recv_exact(sock, _LENGTH.size, head)
+    return json.loads(_recv_exact(sock, _LENGTH.unpack(head)[0]).decode()), fd
+
+
+class _Helper:
+    """One helper process of a parallel walk and the directory it is walking, if any."""
+
+    __slots__ = ("pid", "sock", "rel")
+
+    def __init__(self, pid: int, sock: socket.socket) -> None:
+        self.pid = pid
+        self.sock = sock
+        self.rel: Optional[str] = None
+
+
+class _Pool:
+    """The helper processes of one walk, forked when the walk first has work for them."""
+
+    def __init__(self, walker: "_Walker", size: int) -> None:
+        self.walker = walker
+        self.size = size
+        self.helpers: List[_Helper] = []
+        self.poller = select.poll()
+        self.by_fd: Dict[int, _Helper] = {}
+        self.broken = False
+
+    def busy(self) -> int:
+        return sum(1 for helper in self.helpers if helper.rel is not None)
+
+    def idle(self) -> Optional[_Helper]:
+        """A helper with nothing to do (collecting finished work first), or None."""
+        if self.busy():
+            self.collect(0)
+        for helper in self.helpers:
+            if helper.rel is None:
+                return helper
+        if len(self.helpers) < self.size and not self.broken:
+            return self._start()
+        return None
+
+    def _start(self) -> Optional[_Helper]:
+        try:
+            mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        except OSError:
+            self.broken = True
+            return None
+        try:
+            pid = os.fork()
+        except OSError:
+            mine.close()
+            theirs.close()
+            self.broken = True  # no more processes (ulimit -u, cgroup pids): walk alone
+            return None
+        if pid == 0:  # pragma: no cover - the helper's side is measured through its answers
+            code = 1
+            try:
+                mine.close()
+                for helper in self.helpers:
+                    helper.sock.close()
+                code = self.walker.serve(theirs)
+            finally:
+                os._exit(code)
+        theirs.close()
+        helper = _Helper(pid, mine)
+        self.helpers.append(helper)
+        self.by_fd[mine.fileno()] = helper
+        self.poller.register(mine.fileno(), select.POLLIN)
+        return helper
+
+    def give(self, helper: _Helper, frame: "_Frame") -> bool:
+        """Hand ``frame`` (its descriptor) to ``helper``; False if the helper cannot take it."""
+        task = {"name": frame.name, "rel": frame.rel, "dev": frame.dev, "ino": frame.ino}
+        try:
+            _send(helper.sock, task, frame.fd)
+        except OSError:
+            self._lost(helper)
+            return False
+        helper.rel = frame.rel
+        return True
+
+    def collect(self, timeout: Optional[int]) -> None:
+        """Merge the answers of helpers that finished (waiting up to ``timeout`` ms; None: forever)."""
+        for fd, _event in self.poller.poll(timeout):
+            helper = self.by_fd.get(fd)
+            if helper is None or helper.rel is None:
+                continue
+            try:
+                answer, _none = _recv(helper.sock)
+            except (EOFError, OSError, ValueError):
+                self._lost(helper)
+                continue
+            self.walker.merge(answer)
+            helper.rel = None
+
+    def finish(self) -> None:
+        """Wait for every helper's answer."""
+        while self.busy():
+            self.collect(None)
+
+    def _lost(self, helper: _Helper) -> None:
+        """A helper died or its socket broke: what it was walking was not (all) examined."""
+        if helper.rel is not None:
+            self.walker._fail(helper.rel, "the helper process walking this directory ended unexpectedly; its "
+                              "entries were not all examined", walk_incomplete=True)
+        helper.rel = None
+        self._forget(helper)
+        self.broken = True
+
+    def _forget(self, helper: _Helper) -> None:
+        self.poller.unregister(helper.sock.fileno())
+        del self.by_fd[helper.sock.fileno()]
+        helper.sock.close()
+        self.helpers.remove(helper)
+        try:
+            os.waitpid(helper.pid, 0)
+        except ChildProcessError:
+            pass
+
+    def close(self) -> None:
+        """End every helper (closing its socket tells it to exit) and reap it."""
+        for helper in list(self.helpers):
+            if helper.rel is not None:  # an error stopped the walk: do not wait for this one
+                try:
+                    os.kill(helper.pid, 9)
+                except ProcessLookupError:
+                    pass
+            self._forget(helper)
+
+
 class _Walker:
     """One scan (``apply=False``) or fix (``apply=True``) of one path."""
 
@@ -690,6 +895,12 @@ class _Walker:
         self.root_mnt: Optional[int] = None
         self.incomplete = False
         self.protected: Optional[Tuple[List[str], List[str]]] = None
+        # a parallel walk: hard links allowed need one set of seen inodes, so one process
+        self.workers = 1 if options.allow_hardlinks else worker_count(options.workers)
+        if options.parallel_after < 0:
+            raise OwnershipError("parallel_after cannot be negative")
+        self.pool: Optional[_Pool] = None
+        self.stack: List[_Frame] = []
 
     # -- small helpers ------------------------------------------------------------------------
 
@@ -1116,10 +1327,18 @@ class _Walker:
             self.counts["skipped_mounts"] += 1
             self.report.mounts.add({"path": self._display(rel)})
             return
-        self._push(stack, _Frame(name, rel, fd, fst.st_dev, fst.st_ino))
+        frame = _Frame(name, rel, fd, fst.st_dev, fst.st_ino)
+        pool = self.pool
+        if pool is not None and self.counts["entries"] >= self.options.parallel_after:
+            helper = pool.idle()
+            if helper is not None and pool.give(helper, frame):
+                os.close(fd)  # the helper has its own copy
+                return
+        self._push(stack, frame)
 
     def _walk(self, root: _Frame) -> None:
         stack: List[_Frame] = []
+        self.stack = stack
         self.nfds = 0
         if not self._push(stack, root):
             return
@@ -1268,10 +1487,17 @@ class _Walker:
                 report.walked = True
                 self.counts["entries"] = 1
                 dir_fd = None  # the walk owns it now
+                if self.workers > 1:
+                    self.pool = _Pool(self, self.workers - 1)
                 try:
                     self._walk(root)
+                    if self.pool is not None:
+                        self.pool.finish()  # every helper's counts before the root is decided
                     self._directory(root, is_root=True)
                 finally:
+                    if self.pool is not None:
+                        self.pool.close()
+                        self.pool = None
                     if root.it is not None:
                         root.it.close()
                     if root.fd >= 0:
@@ -1285,6 +1511,63 @@ class _Walker:
             if dir_fd is not None:
                 os.close(dir_fd)
             os.close(parent_fd)
+
+    # -- a helper process of a parallel walk ----------------------------------------------------
+
+    def serve(self, sock: socket.socket) -> int:
+        """Walk the directories the parent sends (in the forked helper) until it closes the socket."""
+        for frame in self.stack:  # the parent's open directories: not ours to use
+            if frame.it is not None:
+                frame.it.close()
+            if frame.fd >= 0:
+                os.close(frame.fd)
+        self.stack = []
+        self.pool = None
+        while True:
+            try:
+                task, fd = _recv(sock, with_fd=True)
+            except EOFError:
+                return 0
+            if fd is None:
+                return 1
+            self.report = OwnershipReport(
+                path=self.path, real_path=self.report.real_path, target=self.target,
+                check_mode=not self.apply, sample_size=self.options.sample_size,
+            )
+            self.counts = self.report.counts
+            self.incomplete = False
+            self.low = 1
+            error = None
+            frame = _Frame(task["name"], task["rel"], fd, task["dev"], task["ino"])
+            try:
+                self._walk(frame)
+                if frame.fd >= 0:  # listed (else the failure is recorded): the directory after its entries
+                    self._directory(frame, is_root=False)
+            except OwnershipError as exc:
+                error = str(exc)
+            finally:
+                if frame.fd >= 0:
+                    os.close(frame.fd)
+            report = self.report
+            _send(sock, {
+                "rel": task["rel"],
+                "error": error,
+                "incomplete": self.incomplete,
+                "counts": report.counts,
+                "samples": {name: [getattr(report, name).items, getattr(report, name).total] for name in SAMPLE_NAMES},
+            })
+
+    def merge(self, answer: Dict[str, Any]) -> None:
+        """Add a helper's answer (see :meth:`serve`) to this walk's report."""
+        for key, value in answer["counts"].items():
+            self.counts[key] += value
+        for name in SAMPLE_NAMES:
+            items, total = answer["samples"][name]
+            getattr(self.report, name).merge(items, total)
+        if answer["incomplete"]:
+            self.incomplete = True
+        if answer["error"]:
+            self._fail(answer["rel"], answer["error"], walk_incomplete=True)
 
     def _run_file(self, parent_fd: int, name: str, st: os.stat_result) -> OwnershipReport:
         kind = st.st_mode & _S_IFMT

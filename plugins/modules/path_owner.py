@@ -112,6 +112,16 @@ options:
       - How many changed entries (and skipped or failed ones) to return and show in diff mode.
     type: int
     default: 20
+  workers:
+    description:
+      - How many processes walk a large tree. V(0) uses one per CPU the module may run on (its
+        affinity, which containers and cgroups narrow), at most 4; V(1) walks in one process.
+      - Helper processes start only once the walk has seen 4096 entries, so small trees always
+        walk in one process. Each helper walks a subdirectory handed to it as an open,
+        checked descriptor, with the same rules; the root is still changed last.
+      - With O(allow_hardlinks=true) the walk uses one process.
+    type: int
+    default: 0
 extends_documentation_fragment:
   - permfix.containers.attributes
   - permfix.containers.attributes.fix_module
@@ -328,6 +338,7 @@ ARGUMENT_SPEC: Dict[str, Any] = {
     "one_file_system": {"type": "bool", "default": True},
     "allow_hardlinks": {"type": "bool", "default": False},
     "sample_size": {"type": "int", "default": 20},
+    "workers": {"type": "int", "default": 0},
 }
 
 
@@ -365,6 +376,7 @@ class PathOwner:
             one_file_system=params["one_file_system"],
             allow_hardlinks=params["allow_hardlinks"],
             sample_size=params["sample_size"],
+            workers=params["workers"],
         )
 
     def run(self) -> None:

@@ -151,21 +151,50 @@ def test_symlink_in_the_parent_path_leading_to_a_system_directory_is_refused(are
 # -- a directory swapped during the walk ---------------------------------------------------------
 
 
+class Marker:
+    """What a hook did, kept in a file: the hook may run in a helper process of a parallel walk."""
+
+    def __init__(self, area: Path) -> None:
+        self.file = area / f"hook-{len(list(area.glob('hook-*')))}"
+
+    def add(self, text: str) -> None:
+        with open(self.file, "a", encoding="utf-8") as handle:
+            handle.write(text + "\n")
+
+    @property
+    def done(self) -> list:
+        return self.file.read_text(encoding="utf-8").splitlines() if self.file.exists() else []
+
+
+# Every test with a hook runs twice: in one process, and with helper processes from the first
+# entry on (parallel_after=0), so the directories below the first level are walked by helpers.
+WALKS = {
+    "one-process": {"workers": 1},
+    "helpers": {"workers": 3, "parallel_after": 0},
+}
+
+
+@pytest.fixture(params=sorted(WALKS))
+def walk(request: pytest.FixtureRequest) -> dict:
+    return WALKS[request.param]
+
+
 def swap_hook(event: str, victim: Path, replacement: Callable[[Path], None]) -> Callable[[str, str], None]:
     """A hook that, the first time ``event`` fires for ``victim``, replaces it."""
-    done = []
+    area = next(parent for parent in victim.parents if parent.name == "tree").parent
+    marker = Marker(area)
 
     def hook(seen: str, path: str) -> None:
-        if seen == event and path == str(victim) and not done:
-            done.append(path)
+        if seen == event and path == str(victim) and not marker.done:
+            marker.add(path)
             victim.rename(victim.with_name(victim.name + ".moved"))
             replacement(victim)
 
-    hook.done = done  # type: ignore[attr-defined]
+    hook.marker = marker  # type: ignore[attr-defined]
     return hook
 
 
-def test_directory_swapped_for_a_symlink_between_lstat_and_open_is_not_followed(area: Path) -> None:
+def test_directory_swapped_for_a_symlink_between_lstat_and_open_is_not_followed(area: Path, walk: dict) -> None:
     tree = area / "tree"
     make_tree(tree)
     outside = area / "outside"
@@ -173,9 +202,9 @@ def test_directory_swapped_for_a_symlink_between_lstat_and_open_is_not_followed(
     victim = tree / "d1"
     hook = swap_hook("open", victim, lambda path: path.symlink_to(outside))
 
-    report = fix(str(tree), TARGET, WalkOptions(hook=hook))
+    report = fix(str(tree), TARGET, WalkOptions(hook=hook, **walk))
 
-    assert hook.done == [str(victim)]  # the swap really happened between lstat and open
+    assert hook.marker.done == [str(victim)]  # the swap really happened between lstat and open
     assert owner(outside) == (0, 0) and owner(outside / "precious") == (0, 0)
     assert report.counts["failed"] == 1 and not report.complete
     failure = report.failures.items[0]
@@ -189,22 +218,22 @@ def test_directory_swapped_for_a_symlink_between_lstat_and_open_is_not_followed(
     assert owner(victim) == (UID, GID) and owner(outside) == (0, 0)
 
 
-def test_directory_swapped_for_a_symlink_before_lstat_is_handled_as_a_link(area: Path) -> None:
+def test_directory_swapped_for_a_symlink_before_lstat_is_handled_as_a_link(area: Path, walk: dict) -> None:
     tree = area / "tree"
     make_tree(tree)
     outside = area / "outside"
     victim = tree / "d2" / "inner"
     hook = swap_hook("descend", victim, lambda path: path.symlink_to(outside))
 
-    report = fix(str(tree), TARGET, WalkOptions(hook=hook))
+    report = fix(str(tree), TARGET, WalkOptions(hook=hook, **walk))
 
-    assert hook.done
+    assert hook.marker.done
     assert owner(outside) == (0, 0)
     assert owner(victim) == (UID, GID)  # the link itself
     assert report.counts["failed"] == 0 and owner(tree) == (UID, GID)
 
 
-def test_directory_swapped_for_another_directory_is_not_entered(area: Path) -> None:
+def test_directory_swapped_for_another_directory_is_not_entered(area: Path, walk: dict) -> None:
     tree = area / "tree"
     make_tree(tree)
     other = area / "outside" / "other"
@@ -213,9 +242,9 @@ def test_directory_swapped_for_another_directory_is_not_entered(area: Path) -> N
     victim = tree / "d0"
     hook = swap_hook("open", victim, other.rename)
 
-    report = fix(str(tree), TARGET, WalkOptions(hook=hook))
+    report = fix(str(tree), TARGET, WalkOptions(hook=hook, **walk))
 
-    assert hook.done
+    assert hook.marker.done
     assert owner(victim / "precious") == (0, 0)  # the directory moved in was not walked
     assert owner(victim) == (0, 0)
     assert any("replaced by another directory" in item["error"] for item in report.failures.items)
@@ -407,14 +436,14 @@ def test_missing_path_and_file_instead_of_directory(area: Path) -> None:
     assert owner(area / "tree" / "file") == (UID, GID)
 
 
-def test_an_immutable_file_is_reported_and_the_rest_is_fixed(area: Path) -> None:
+def test_an_immutable_file_is_reported_and_the_rest_is_fixed(area: Path, walk: dict) -> None:
     tree = area / "tree"
     made = make_tree(tree)
     locked = tree / "d1" / "inner" / "f2"
     probe = subprocess.run(["chattr", "+i", str(locked)], capture_output=True, text=True, check=False)
     assert probe.returncode == 0, f"this filesystem does not support chattr +i: {probe.stderr}"
 
-    report = fix(str(tree), TARGET)
+    report = fix(str(tree), TARGET, WalkOptions(**walk))
 
     assert report.counts["failed"] == 1
     assert report.failures.items[0]["path"] == str(locked)
@@ -477,21 +506,21 @@ def test_deep_tree_with_few_descriptors_is_fully_fixed(area: Path) -> None:
     assert report.complete and not chain[-1].is_symlink()
 
 
-def test_ancestor_moved_while_its_descriptor_was_closed_is_found_again_by_name(area: Path) -> None:
+def test_ancestor_moved_while_its_descriptor_was_closed_is_found_again_by_name(area: Path, walk: dict) -> None:
     tree = area / "tree"
     chain = deep_chain(tree, 50)
     elsewhere = area / "outside" / "elsewhere"
     elsewhere.mkdir()
-    moved = []
+    moved = Marker(area)
 
     def hook(event: str, path: str) -> None:
-        if event == "descend" and path == str(chain[39]) and not moved:
+        if event == "descend" and path == str(chain[39]) and not moved.done:
             chain[19].rename(elsewhere / "d20")  # its descriptor is closed at this point
-            moved.append(path)
+            moved.add(path)
 
-    report = fix(str(tree), TARGET, WalkOptions(max_open_fds=6, hook=hook))
+    report = fix(str(tree), TARGET, WalkOptions(max_open_fds=6, hook=hook, **walk))
 
-    assert moved
+    assert moved.done
     # d21..d50 were in the tree when listed: they are done, inside the moved directory;
     # going back up, ".." of d20 is now "elsewhere", which is detected: d19 is re-opened by name.
     assert owner(elsewhere) == (0, 0) and owner(area / "outside") == (0, 0) and owner(area) == (0, 0)
@@ -499,21 +528,21 @@ def test_ancestor_moved_while_its_descriptor_was_closed_is_found_again_by_name(a
     assert report.counts["failed"] == 0 and owner(tree) == (UID, GID)
 
 
-def test_ancestors_moved_away_are_reported_and_the_root_is_left_alone(area: Path) -> None:
+def test_ancestors_moved_away_are_reported_and_the_root_is_left_alone(area: Path, walk: dict) -> None:
     tree = area / "tree"
     chain = deep_chain(tree, 50)
     elsewhere = area / "outside"
-    moved = []
+    moved = Marker(area)
 
     def hook(event: str, path: str) -> None:
-        if event == "descend" and path == str(chain[39]) and not moved:
+        if event == "descend" and path == str(chain[39]) and not moved.done:
             chain[4].rename(elsewhere / "d5")
             chain[2].rename(elsewhere / "d3")
-            moved.append(path)
+            moved.add(path)
 
-    report = fix(str(tree), TARGET, WalkOptions(max_open_fds=6, hook=hook))
+    report = fix(str(tree), TARGET, WalkOptions(max_open_fds=6, hook=hook, **walk))
 
-    assert moved
+    assert moved.done
     lost = sorted(item["path"] for item in report.failures.items)
     assert lost == sorted([str(chain[2]), str(chain[3])])
     assert all("moved or replaced during the walk" in item["error"] for item in report.failures.items)
@@ -536,3 +565,133 @@ def test_many_subdirectories_are_read_in_chunks(area: Path) -> None:
     assert check.counts["entries"] == report.counts["entries"] == 101
     assert check.counts["to_change"] == report.counts["changed"] == 101
     assert all(owner(path) == (UID, GID) for path in all_entries(tree))
+
+
+# -- the parallel walk --------------------------------------------------------------------------
+
+
+def owners_below(root: Path) -> dict:
+    return {str(path.relative_to(root)): owner(path) for path in all_entries(root)}
+
+
+def varied_tree(root: Path) -> None:
+    """Directories at several depths, 1 in 7 entries of another owner, links, a FIFO, a hard link."""
+    number = 0
+    for top in range(12):
+        for sub in range(top % 4 + 1):
+            here = root / f"t{top}" / f"s{sub}" / ("deep/er" if sub == 2 else "")
+            here.mkdir(parents=True, exist_ok=True)
+            for index in range(9):
+                item = here / f"f{index}"
+                item.write_text("x")
+                number += 1
+                if number % 7 == 0:
+                    os.chown(item, UID, GID)
+    (root / "t1" / "link-out").symlink_to(root.parent.parent / "outside")
+    (root / "t2" / "s1" / "link-in").symlink_to("../s0")
+    os.mkfifo(root / "t3" / "fifo")
+    os.link(root / "t4" / "s0" / "f1", root.parent.parent / "outside" / "other-name")
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+def test_a_walk_with_helpers_counts_and_changes_exactly_what_one_process_does(area: Path, workers: int) -> None:
+    one, many = area / "tree" / "one", area / "tree" / "many"
+    varied_tree(one)
+    subprocess.run(["cp", "-a", str(one), str(many)], check=True)
+    os.link(many / "t4" / "s0" / "f1", area / "outside" / "other-name-2")
+    parallel = WalkOptions(workers=workers, parallel_after=0, sample_size=5)
+    single = WalkOptions(workers=1, sample_size=5)
+
+    for step in (scan, fix, fix):
+        expected = step(str(one), TARGET, single)
+        got = step(str(many), TARGET, parallel)
+        assert got.counts == expected.counts, step.__name__
+        for name in ("changes", "hardlinks", "failures"):
+            kept, wanted = getattr(got, name), getattr(expected, name)
+            assert (len(kept.items), kept.total) == (len(wanted.items), wanted.total), name
+        assert got.complete and got.root_deferred is None
+    assert expected.counts["to_change"] == 0 and expected.counts["skipped_hardlinks"] == 1
+    assert owners_below(many) == owners_below(one)
+    assert owner(area / "outside") == (0, 0) and owner(many) == (UID, GID)
+
+
+def test_helpers_do_not_start_for_a_small_tree(area: Path) -> None:
+    """Below parallel_after entries the walk stays in one process (no fork for small trees)."""
+    tree = area / "tree"
+    make_tree(tree, dirs=6)
+    forks = Marker(area)
+
+    def hook(event: str, path: str) -> None:
+        if event == "open":
+            forks.add(str(os.getpid()))
+
+    report = fix(str(tree), TARGET, WalkOptions(workers=4, parallel_after=10_000, hook=hook))
+    assert report.counts["changed"] == len(all_entries(tree)) and set(forks.done) == {str(os.getpid())}
+    many = Marker(area)
+
+    def hook_many(event: str, path: str) -> None:
+        if event == "open":
+            many.add(str(os.getpid()))
+
+    subprocess.run(["chown", "-R", "0:0", str(tree)], check=True)
+    report = fix(str(tree), TARGET, WalkOptions(workers=4, parallel_after=0, hook=hook_many))
+    assert report.counts["changed"] == len(all_entries(tree)) and len(set(many.done)) > 1
+
+
+def test_a_helper_that_dies_is_reported_and_the_root_is_left_alone(area: Path) -> None:
+    tree = area / "tree"
+    made = make_tree(tree, dirs=4)
+    lead = os.getpid()
+
+    def hook(event: str, path: str) -> None:
+        if event == "open" and path.endswith("/inner") and os.getpid() != lead:
+            os._exit(9)  # the helper is killed in the middle of the first directory it was given
+
+    report = fix(str(tree), TARGET, WalkOptions(workers=2, parallel_after=0, hook=hook))
+
+    assert not report.complete and owner(tree) == (0, 0) and report.root_deferred
+    assert len(report.failures.items) == 1 and "ended unexpectedly" in report.failures.items[0]["error"]
+    lost = Path(report.failures.items[0]["path"])
+    assert lost.parent == tree and owner(lost / "inner") == (0, 0)
+    # the helper is not used again: every other directory was walked by the walker itself
+    assert all(owner(path) == (UID, GID) for path in made if lost not in (path, *path.parents))
+    again = fix(str(tree), TARGET, WalkOptions(workers=1))
+    assert again.complete and again.counts["failed"] == 0 and owner(tree) == (UID, GID)
+
+
+def test_no_process_to_fork_means_one_process(area: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """fork failing (a pids cgroup or ulimit -u at its limit) is not an error: the walk goes on alone."""
+    tree = area / "tree"
+    made = make_tree(tree, dirs=4)
+
+    def no_fork() -> int:
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(os, "fork", no_fork)
+    report = fix(str(tree), TARGET, WalkOptions(workers=3, parallel_after=0))
+    assert report.complete and report.counts["changed"] == len(made) + 1 and owner(tree) == (UID, GID)
+
+
+def test_workers_must_not_be_negative(area: Path) -> None:
+    with pytest.raises(OwnershipError, match="workers must be 0"):
+        scan(str(area / "tree"), TARGET, WalkOptions(workers=-1))
+
+
+def test_path_owner_walks_with_helpers_inside_the_module(area: Path) -> None:
+    """The module forks helpers inside AnsiballZ: its JSON answer stays whole and exact."""
+    tree = area / "tree"
+    for group in range(50):
+        sub = tree / f"g{group}"
+        sub.mkdir(parents=True)
+        for index in range(100):
+            (sub / f"f{index}").touch()
+    args = {"path": str(tree), "owner": str(UID), "group": str(GID), "workers": 2}
+    checked = lib.run_module("permfix.containers.path_owner", args, check=True)
+    assert checked["changed"] and checked["counts"]["to_change"] == 5051
+    done = lib.run_module("permfix.containers.path_owner", args)
+    assert done["changed"] and done["counts"]["changed"] == 5051 and done["complete"]
+    assert all(owner(path) == (UID, GID) for path in all_entries(tree))
+    again = lib.run_module("permfix.containers.path_owner", args)
+    assert not again["changed"] and again["counts"]["entries"] == 5051
+    bad = lib.run_module("permfix.containers.path_owner", dict(args, workers=-2))
+    assert bad["failed"] and "workers must be 0" in bad["msg"]
