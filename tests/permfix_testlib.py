@@ -16,6 +16,7 @@ import secrets
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -109,6 +110,51 @@ class PlaybookResult:
     @property
     def stats(self) -> dict[str, Any]:
         return self.data.get("stats", {})
+
+
+class RoleRun:
+    """One role of the collection run on localhost, and what it reports: the role tests' steps."""
+
+    def __init__(self, role: str, fix_task: str, result_fact: str) -> None:
+        self.role = role
+        self.fix_task = f"{role} : {fix_task}"
+        self.record_task = f"{role} : Record what was fixed and what was left alone"
+        self.result_fact = result_fact
+
+    def play(self, **role_vars: Any) -> list[dict[str, Any]]:
+        return [{"hosts": "localhost", "gather_facts": False, "roles": [{"role": self.role, "vars": role_vars}]}]
+
+    def run(self, check: bool, **role_vars: Any) -> PlaybookResult:
+        result = run_playbook(self.play(**role_vars), check=check, diff=True)
+        assert result.rc == 0, f"{result.stdout}\n{result.stderr}"
+        return result
+
+    @staticmethod
+    def changed(result: PlaybookResult) -> int:
+        return result.stats["localhost"]["changed"]
+
+    def result(self, result: PlaybookResult) -> dict[str, Any]:
+        return result.task(self.record_task)["ansible_facts"][self.result_fact]
+
+    def rhythm(self, on_second_apply: Any = None, **role_vars: Any) -> list[PlaybookResult]:
+        """Check mode, apply, check mode again, apply again; asserts what each must report.
+
+        ``on_second_apply(mark)`` is called after the second apply with the time (ns) it began.
+        """
+        first_check = self.run(True, **role_vars)
+        assert self.changed(first_check) == 1, first_check.stdout
+        assert first_check.task(self.fix_task)["changed"] is True
+        applied = self.run(False, **role_vars)
+        assert self.changed(applied) == 1, applied.stdout
+        second_check = self.run(True, **role_vars)
+        assert self.changed(second_check) == 0, second_check.stdout
+        mark = time.time_ns()
+        again = self.run(False, **role_vars)
+        assert self.changed(again) == 0, again.stdout
+        assert self.result(again)["findings"] == []
+        if on_second_apply is not None:
+            on_second_apply(mark)
+        return [first_check, applied, second_check, again]
 
 
 def run_playbook(

@@ -9,7 +9,6 @@ import shutil
 import socket
 import stat
 import tempfile
-from typing import Any
 
 import permfix_testlib as lib
 import test_bind_mount_info as shared
@@ -20,41 +19,13 @@ srv_dir = shared.srv_dir
 rootless_user = shared.rootless_user
 
 ROLE = "permfix.containers.bind_mounts"
-FIX_TASK = f"{ROLE} : Give each container's host identity the access its bind mount needs"
-RECORD_TASK = f"{ROLE} : Record what was fixed and what was left alone"
-
-
-def play(**role_vars: Any) -> list[dict[str, Any]]:
-    return [{"hosts": "localhost", "gather_facts": False, "roles": [{"role": ROLE, "vars": role_vars}]}]
-
-
-def run_role(check: bool, **role_vars: Any) -> lib.PlaybookResult:
-    result = lib.run_playbook(play(**role_vars), check=check, diff=True)
-    assert result.rc == 0, f"{result.stdout}\n{result.stderr}"
-    return result
-
-
-def changed(result: lib.PlaybookResult) -> int:
-    return result.stats["localhost"]["changed"]
-
-
-def role_result(result: lib.PlaybookResult) -> dict[str, Any]:
-    return result.task(RECORD_TASK)["ansible_facts"]["bind_mounts_result"]
-
-
-def rhythm(**role_vars: Any) -> list[lib.PlaybookResult]:
-    """Check mode, apply, check mode again, apply again; asserts what each must report."""
-    first_check = run_role(True, **role_vars)
-    assert changed(first_check) == 1, first_check.stdout
-    assert first_check.task(FIX_TASK)["changed"] is True
-    applied = run_role(False, **role_vars)
-    assert changed(applied) == 1, applied.stdout
-    second_check = run_role(True, **role_vars)
-    assert changed(second_check) == 0, second_check.stdout
-    again = run_role(False, **role_vars)
-    assert changed(again) == 0, again.stdout
-    assert role_result(again)["findings"] == []
-    return [first_check, applied, second_check, again]
+RUN = lib.RoleRun(ROLE, "Give each container's host identity the access its bind mount needs", "bind_mounts_result")
+FIX_TASK = RUN.fix_task
+play = RUN.play
+run_role = RUN.run
+changed = RUN.changed
+role_result = RUN.result
+rhythm = RUN.rhythm
 
 
 def test_docker_user_1000_can_write_after_the_role(docker_container, srv_dir) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any
 
 import test_volume_owner as shared
 
@@ -18,44 +17,13 @@ fixer_image = shared.fixer_image
 rootless_user = shared.rootless_user
 
 ROLE = "permfix.containers.named_volumes"
-FIX_TASK = f"{ROLE} : Give each volume the owner its containers need, with a one-off fixer container"
-RECORD_TASK = f"{ROLE} : Record what was fixed and what was left alone"
-
-
-def play(**role_vars: Any) -> list[dict[str, Any]]:
-    return [{"hosts": "localhost", "gather_facts": False, "roles": [{"role": ROLE, "vars": role_vars}]}]
-
-
-def run_role(check: bool, **role_vars: Any) -> lib.PlaybookResult:
-    result = lib.run_playbook(play(**role_vars), check=check, diff=True)
-    assert result.rc == 0, f"{result.stdout}\n{result.stderr}"
-    return result
-
-
-def changed(result: lib.PlaybookResult) -> int:
-    return result.stats["localhost"]["changed"]
-
-
-def role_result(result: lib.PlaybookResult) -> dict[str, Any]:
-    return result.task(RECORD_TASK)["ansible_facts"]["named_volumes_result"]
-
-
-def rhythm(on_second_apply: Any = None, **role_vars: Any) -> list[lib.PlaybookResult]:
-    """Check mode, apply, check mode again, apply again; asserts what each must report."""
-    first_check = run_role(True, **role_vars)
-    assert changed(first_check) == 1, first_check.stdout
-    assert first_check.task(FIX_TASK)["changed"] is True
-    applied = run_role(False, **role_vars)
-    assert changed(applied) == 1, applied.stdout
-    second_check = run_role(True, **role_vars)
-    assert changed(second_check) == 0, second_check.stdout
-    mark = time.time_ns()
-    again = run_role(False, **role_vars)
-    assert changed(again) == 0, again.stdout
-    assert role_result(again)["findings"] == []
-    if on_second_apply is not None:
-        on_second_apply(mark)
-    return [first_check, applied, second_check, again]
+RUN = lib.RoleRun(ROLE, "Give each volume the owner its containers need, with a one-off fixer container", "named_volumes_result")
+FIX_TASK = RUN.fix_task
+play = RUN.play
+run_role = RUN.run
+changed = RUN.changed
+role_result = RUN.result
+rhythm = RUN.rhythm
 
 
 def test_docker_container_999_can_write_after_the_role(docker_client, docker_volume, fixer_image) -> None:
