@@ -74,9 +74,10 @@ ENGINE_CHILD = r"""
 import json, resource, sys, time
 sys.path.insert(0, sys.argv[1])
 from ansible_collections.permfix.containers.plugins.module_utils import _ownership as o
-what, path, uid, gid = sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+what, path, uid, gid, workers = sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
 start = time.perf_counter()
-report = (o.scan if what == "scan" else o.fix)(path, o.Target(uid=uid, gid=gid), o.WalkOptions(refuse_protected=False))
+options = o.WalkOptions(refuse_protected=False, workers=workers)
+report = (o.scan if what == "scan" else o.fix)(path, o.Target(uid=uid, gid=gid), options)
 elapsed = time.perf_counter() - start
 print(json.dumps({"seconds": elapsed, "counts": report.counts, "complete": report.complete}))
 """
@@ -296,8 +297,10 @@ class Bench:
             argv += ["-exec", "chown", "-h", f"{self.uid}:{self.gid}", "{}", "+"]
         return argv
 
-    def engine(self, what: str, root: str) -> Sample:
-        sample, out = measure([TARGET_PYTHON, "-c", ENGINE_CHILD, self.coll, what, root, str(self.uid), str(self.gid)])
+    def engine(self, what: str, root: str, workers: int = 0) -> Sample:
+        """The engine in a fresh target Python; ``workers`` 0 is its default (one per usable CPU)."""
+        sample, out = measure([TARGET_PYTHON, "-c", ENGINE_CHILD, self.coll, what, root, str(self.uid), str(self.gid),
+                               str(workers)])
         data = json.loads(out)
         sample.extra = {"counts": data["counts"], "inner_seconds": data["seconds"]}
         if not data["complete"]:
@@ -360,12 +363,14 @@ class Bench:
             if sample.extra["counts"]["to_change"] != tree.wrong(state):
                 raise RuntimeError(f"scan counted {sample.extra['counts']['to_change']} to change, expected {tree.wrong(state)}")
             res.add(f"{prefix}/scan_engine", sample)
+            res.add(f"{prefix}/scan_engine1", self.engine("scan", tree.root, workers=1))
             res.add(f"{prefix}/scan_module", self.path_owner(tree.root, check=True))
             if state == "100":  # only a denied root makes bind_mount_info walk the tree
                 res.add(f"{prefix}/scan_bind_mount_info", self.bind_mount_info(tree.root, tree.wrong(state)))
             # fixes: each starts from the same state
             fixes: List[Tuple[str, Callable[[], Sample]]] = [
                 ("fix_engine", lambda: self.engine("fix", tree.root)),
+                ("fix_engine1", lambda: self.engine("fix", tree.root, workers=1)),
                 ("chown_R", lambda: measure(["chown", "-R", f"{uid}:{gid}", tree.root])[0]),
                 ("find_exec", lambda: measure(self.find_argv(tree.root, exec_chown=True))[0]),
                 ("fix_module", lambda: self.path_owner(tree.root, check=False)),
@@ -376,7 +381,7 @@ class Bench:
                 tree.set_state(state, uid, gid)
                 sample = run()
                 tree.state = "0"
-                if name == "fix_engine" and sample.extra["counts"]["changed"] != tree.wrong(state):
+                if name.startswith("fix_engine") and sample.extra["counts"]["changed"] != tree.wrong(state):
                     raise RuntimeError(f"fix changed {sample.extra['counts']['changed']}, expected {tree.wrong(state)}")
                 res.add(f"{prefix}/{name}", sample)
                 if verify:
@@ -509,7 +514,10 @@ def write_doc(path: Path, info: Dict[str, str], args: argparse.Namespace, bench:
     add("  of the process and its children, from `wait4`). Peak RSS: GNU time's `%M` of the command (for")
     add("  `ansible` commands the largest process, the controller). Contenders run interleaved in every repeat.")
     add("- `engine`: `_ownership.scan`/`_ownership.fix` (the functions bind_mount_info, path_owner and")
-    add(f"  volume_owner call) in a fresh `{TARGET_PYTHON}` ({info.get('target_python')}), start-up included.")
+    add(f"  volume_owner call) in a fresh `{TARGET_PYTHON}` ({info.get('target_python')}), start-up included,")
+    add("  with its default `workers` (one process per usable CPU, at most 4; helpers start after 4,096 entries),")
+    add("  and again in one process (`workers=1`). Wall time is what a user waits; the CPU column adds up every")
+    add("  process, so it shows what the helpers cost.")
     add("- `module`: `ansible localhost -m permfix.containers.path_owner` (`--check` for the scan) minus the median")
     add("  of `ansible localhost -m ansible.builtin.ping` of the same run and tree size (both on")
     add("  `/usr/bin/python3`, connection local): what is left is the module's own cost (AnsiballZ")
@@ -529,8 +537,10 @@ def write_doc(path: Path, info: Dict[str, str], args: argparse.Namespace, bench:
         add("| contender | 0 % wrong (no-op) | 1 % wrong | 100 % wrong | CPU at 100 % | peak RSS MB |")
         add("|---|---|---|---|---|---|")
         rows = [("find (detection)", "find", False), ("engine scan", "scan_engine", False),
+                ("engine scan, one process", "scan_engine1", False),
                 ("path_owner --check (module)", "scan_module", True),
                 ("bind_mount_info, root denied (module)", "scan_bind_mount_info", True), ("engine fix", "fix_engine", False),
+                ("engine fix, one process", "fix_engine1", False),
                 ("path_owner (module)", "fix_module", True), ("chown -R", "chown_R", False),
                 ("find -exec chown", "find_exec", False), ("ansible.builtin.file recurse", "file_recurse", True)]
         for label, key, minus in rows:
@@ -580,6 +590,12 @@ def write_doc(path: Path, info: Dict[str, str], args: argparse.Namespace, bench:
     floors.append(("(find + chown -R) / chown -R, 100 % wrong: stat and change every entry, with no interpreter",
                    (m("100", "find") + m("100", "chown_R")) / m("100", "chown_R")))
     floors.append(("find -exec chown / chown -R, 100 % wrong", m("100", "find_exec") / m("100", "chown_R")))
+    if res.has(f"{size}/1/scan_engine1"):
+        floors.append(("engine scan in one process / find, 1 % wrong", m("1", "scan_engine1") / m("1", "find")))
+        floors.append(("engine fix in one process / chown -R, 100 % wrong", m("100", "fix_engine1") / m("100", "chown_R")))
+        floors.append(("engine fix in one process / chown -R, 1 % wrong", m("1", "fix_engine1") / m("1", "chown_R")))
+        floors.append(("engine fix, CPU seconds of all its processes / of chown -R, 100 % wrong",
+                       res.median(f"{size}/100/fix_engine", "cpu") / res.median(f"{size}/100/chown_R", "cpu")))
     if res.has(f"{size}/0/file_recurse"):
         for state in ("0", "1", "100"):
             target(f"ansible.builtin.file / path_owner module, {state} % wrong (both minus ping)",
@@ -600,7 +616,8 @@ def write_doc(path: Path, info: Dict[str, str], args: argparse.Namespace, bench:
     for text, value, wanted, met in targets:
         add(f"| {text} | {value:.2f} | {wanted} | {'yes' if met else '**no**'} |")
     add("")
-    add("What C tools pay for the same system calls (the floor any tool that reads owners first sits on):")
+    add("What C tools pay for the same system calls (the floor any tool that reads owners first sits on),")
+    add("and the engine in one process:")
     add("")
     add("| ratio | value |")
     add("|---|---|")
