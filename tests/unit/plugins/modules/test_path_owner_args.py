@@ -32,6 +32,7 @@ class FakeModule:
             "one_file_system": True,
             "allow_hardlinks": False,
             "sample_size": 20,
+            "workers": 0,
         }
         self.params.update(params)
         self.check_mode = False
@@ -69,11 +70,10 @@ def test_target_errors(params: Dict[str, Any], message: str) -> None:
 
 def test_options_mirror_parameters() -> None:
     module = FakeModule(owner="1", recurse=False, change_policy="on_root_mismatch", one_file_system=False,
-                        allow_hardlinks=True, sample_size=3)
+                        allow_hardlinks=True, sample_size=3, workers=2)
     options = path_owner.PathOwner(module).options()
-    assert (options.recurse, options.policy, options.one_file_system, options.allow_hardlinks, options.sample_size) == (
-        False, "on_root_mismatch", False, True, 3
-    )
+    assert (options.recurse, options.policy, options.one_file_system, options.allow_hardlinks, options.sample_size,
+            options.workers) == (False, "on_root_mismatch", False, True, 3, 2)
     assert options.refuse_protected
 
 
