@@ -8,7 +8,8 @@ No volume plugin can be pulled here, so the test serves one itself: Docker disco
 
 The machine's shared dockerd must never learn about that plugin: a daemon that once used a
 legacy plugin keeps asking for it after its socket is gone (15 s on every ``docker volume ls``)
-until it restarts. So the test runs a private dockerd of its own in a private mount namespace:
+until it restarts. So the test runs a private dockerd of its own in a private mount namespace
+(and a private network namespace: with ``--bridge none`` dockerd deletes its namespace's docker0):
 there a tmpfs hides the shared daemon's /run/docker, /run/containerd and /etc/docker, and the
 test's own plugin directory is bound onto /run/docker/plugins. The private daemon has its own
 data root, exec root, pid file, socket, containerd (started under its exec root) and containerd
@@ -41,7 +42,7 @@ PLUGIN_SOCKETS = "/run/docker/plugins"
 READY_WAIT = 120  # seconds the private daemon may take to answer (a bound, not an assertion)
 STOP_WAIT = 60
 
-# Runs inside `unshare --mount --propagation private`: "$1" is the test's plugin directory,
+# Runs inside `unshare --mount --net --propagation private`: "$1" is the test's plugin directory,
 # the rest is dockerd's command line. Mounts made here exist only in the private namespace.
 NAMESPACE_SCRIPT = r"""
 set -eu
@@ -225,7 +226,9 @@ class PrivateDockerd:
             "--ip-masq=false",
             "--userland-proxy=false",
         ]
-        return ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", NAMESPACE_SCRIPT, "sh",
+        # its own network namespace too: a dockerd started with --bridge none deletes the
+        # interface docker0 of its network namespace, which would break the shared daemon's containers
+        return ["unshare", "--mount", "--net", "--propagation", "private", "--", "sh", "-c", NAMESPACE_SCRIPT, "sh",
                 self.plugins_dir] + dockerd
 
     def start(self) -> None:
@@ -323,6 +326,7 @@ def plugin_daemon(docker_client) -> Iterator[PluginDaemon]:
     plugin = Plugin(driver, os.path.join(plugins_dir, f"{driver}.sock"), os.path.join(base, "plugin-data"))
     os.mkdir(plugin.root, 0o755)
     mounts_before = _mounts_of_interest(base)
+    bridge_before = os.path.exists("/sys/class/net/docker0")  # the shared daemon's bridge
     daemon = PrivateDockerd(base, plugins_dir)
     client = None
     try:
@@ -345,6 +349,8 @@ def plugin_daemon(docker_client) -> Iterator[PluginDaemon]:
             lib.sh("umount", "--lazy", point, check=False)
         shutil.rmtree(base, ignore_errors=True)
         assert not leaked, f"the private dockerd's mounts leaked into the host's namespace: {sorted(leaked)}"
+        if bridge_before:
+            assert os.path.exists("/sys/class/net/docker0"), "the shared daemon's bridge docker0 was removed"
         _shared_daemon_unaffected(docker_client, plugin, [])
 
 
