@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Optional, Tuple
 
@@ -46,6 +46,7 @@ from ansible_collections.permfix.containers.plugins.module_utils._docker import 
     DockerEngineError,
     connect,
     docker_socket_path,
+    examine_engines,
     remap_enabled,
     remap_maps,
     remap_setting,
@@ -65,6 +66,13 @@ from ansible_collections.permfix.containers.plugins.module_utils._identity impor
     perm_words,
     resolve_identity,
 )
+from ansible_collections.permfix.containers.plugins.module_utils._info import (
+    DOCKER_ARGUMENT_SPEC,
+    Detection,
+    OptionError,
+    docker_options,
+)
+from ansible_collections.permfix.containers.plugins.module_utils._owner_spec import IdValue, OwnerSpecError, parse_id
 from ansible_collections.permfix.containers.plugins.module_utils._ownership import (
     OwnershipError,
     Target,
@@ -608,6 +616,109 @@ def bind_mount_report(request: Request, runner: Runner) -> Outcome:
             items.append(item)
     outcome.fix_plan = _merge_plan(items)
     return outcome
+
+
+# --------------------------------------------------------------------------------------------
+# bind_mount_info: options, request, result
+
+INFO_ARGUMENT_SPEC: dict[str, Any] = {
+    "engines": {"type": "list", "elements": "str", "choices": list(ENGINES), "default": list(ENGINES)},
+    "containers": {"type": "list", "elements": "str", "default": []},
+    "podman_users": {"type": "list", "elements": "str"},
+    "specs": {
+        "type": "list",
+        "elements": "dict",
+        "default": [],
+        "options": {
+            "path": {"type": "path", "required": True},
+            "uid": {"type": "raw", "required": True},
+            "gid": {"type": "raw"},
+            "access": {"type": "str", "choices": list(ACCESS_CHOICES), "default": "rw"},
+            "name": {"type": "str"},
+            "rootless_user": {"type": "str"},
+        },
+    },
+    **DOCKER_ARGUMENT_SPEC,
+    "scan": {"type": "bool", "default": True},
+    "allowed_roots": {"type": "list", "elements": "path", "default": list(DEFAULT_ALLOWED_ROOTS)},
+    "allow_home_subdirs": {"type": "bool", "default": True},
+}
+
+
+def _numeric(value: IdValue, what: str) -> int:
+    """A number given for an id inside a rootless namespace (names mean nothing there)."""
+
+    def refuse(name: str) -> int:
+        raise OwnerSpecError(f"{what} {name!r} is a name: ids inside a rootless namespace must be numbers")
+
+    number = parse_id(value, "user", lookup=refuse)
+    if number is None:
+        raise OwnerSpecError(f"{what} is empty")
+    return number
+
+
+def _primary_gid(uid: int) -> int:
+    try:
+        return pwd.getpwuid(uid).pw_gid
+    except KeyError:
+        return uid
+
+
+def spec_from_option(index: int, raw: Mapping[str, Any]) -> Spec:
+    """One entry of the ``specs`` option as a Spec; OwnerSpecError names the entry and the problem."""
+    label = f"specs[{index}] ({raw['path']})"
+    try:
+        if raw.get("rootless_user"):
+            uid = _numeric(raw["uid"], f"{label} uid")
+            gid: Optional[int] = _numeric(raw["gid"], f"{label} gid") if raw.get("gid") not in (None, "") else uid
+        else:
+            parsed = parse_id(raw["uid"], "user")
+            if parsed is None:
+                raise OwnerSpecError("uid is empty")
+            uid = parsed
+            if raw.get("gid") not in (None, ""):
+                gid = parse_id(raw["gid"], "group")
+            else:
+                gid = _primary_gid(uid)
+    except OwnerSpecError as exc:
+        raise OwnerSpecError(f"{label}: {exc}") from None
+    if gid is None:
+        gid = uid
+    return Spec(raw["path"], uid, gid, raw["access"], raw.get("name"), raw.get("rootless_user"))
+
+
+def info_request(params: Mapping[str, Any]) -> Request:
+    """bind_mount_info's validated parameters as a Request; OptionError says what is wrong."""
+    docker_host, timeout = docker_options(params)
+    for root in params["allowed_roots"]:
+        if not root.startswith("/"):
+            raise OptionError(f"allowed_roots must be absolute paths, not {root!r}")
+    try:
+        specs = tuple(spec_from_option(index, raw) for index, raw in enumerate(params["specs"]))
+    except OwnerSpecError as exc:
+        raise OptionError(str(exc)) from None
+    for spec in specs:
+        if not spec.path.startswith("/"):
+            raise OptionError(f"spec path {spec.path!r} must be absolute")
+    return Request(
+        engines=tuple(params["engines"]),
+        containers=tuple(params["containers"]),
+        podman_users=tuple(params["podman_users"]) if params["podman_users"] is not None else None,
+        specs=specs,
+        docker_host=docker_host,
+        timeout=timeout,
+        scan=params["scan"],
+        allowed_roots=tuple(params["allowed_roots"]),
+        allow_home_subdirs=params["allow_home_subdirs"],
+    )
+
+
+def bind_mount_info(request: Request, runner: Runner) -> dict[str, Any]:
+    """Everything bind_mount_info returns; DetectionError when the mounts cannot be examined."""
+    return examine_engines(lambda: bind_mount_report(request, runner), MissingDockerSdk, "bind mounts", "containers")
+
+
+BIND_MOUNT_INFO = Detection("bind_mount", "bind_mount_info", INFO_ARGUMENT_SPEC, info_request, bind_mount_info, docker_scoped=True)
 
 
 def _idmapped(mount: Mount) -> bool:

@@ -21,7 +21,9 @@ import tarfile
 import traceback
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Optional, Tuple
+from typing import Any, Callable, Optional, Tuple
+
+from ansible.module_utils.basic import missing_required_lib
 
 try:
     import docker  # noqa: F401  (the SDK's presence is what HAS_DOCKER_SDK reports)
@@ -42,6 +44,7 @@ except ImportError:  # pragma: no cover - depends on the target
 
 from ansible_collections.permfix.containers.plugins.module_utils._accounts import AccountDatabase
 from ansible_collections.permfix.containers.plugins.module_utils._identity import IdMap, userns_remap_map
+from ansible_collections.permfix.containers.plugins.module_utils._info import DetectionError
 from ansible_collections.permfix.containers.plugins.module_utils._subid import SubidError, read_subid_file
 
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
@@ -170,6 +173,24 @@ def file_from_tar(data: bytes) -> Tuple[str, str]:
             return "file", handle.read().decode("utf-8", "surrogateescape")
     except tarfile.TarError as exc:
         raise DockerEngineError(f"the archive of a container file could not be read: {exc}") from exc
+
+
+def examine_engines(report: Callable[[], Any], missing_sdk: type[Exception], what: str, objects: str) -> dict[str, Any]:
+    """``report().as_dict()`` of a detection that asks the engines; DetectionError when it cannot run.
+
+    ``missing_sdk`` is raised with the Docker address when the Docker SDK for Python is missing;
+    ``what`` names the things examined in a sentence (``bind mounts``), ``objects`` what Docker holds
+    of them (``containers``).
+    """
+    try:
+        return report().as_dict()
+    except missing_sdk as exc:
+        raise DetectionError(
+            missing_required_lib("docker", reason=f"to examine the {objects} of the Docker daemon at {exc}"),
+            exception=DOCKER_SDK_IMPORT_ERROR,
+        ) from None
+    except (OSError, ValueError) as exc:
+        raise DetectionError(f"{what} could not be examined: {exc}") from None
 
 
 def connect(docker_host: str = DEFAULT_DOCKER_HOST, timeout: int = 10) -> DockerEngine:

@@ -14,8 +14,14 @@ import os
 import shutil
 import socket
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Optional, Tuple
 
+from ansible_collections.permfix.containers.plugins.module_utils._info import (
+    DEFAULT_DOCKER_HOST,
+    DOCKER_ARGUMENT_SPEC,
+    Detection,
+    docker_options,
+)
 from ansible_collections.permfix.containers.plugins.module_utils._podman import (
     PodmanError,
     Runner,
@@ -23,8 +29,6 @@ from ansible_collections.permfix.containers.plugins.module_utils._podman import 
     podman_version,
     rootless_users,
 )
-
-DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 
 
 @dataclass
@@ -35,6 +39,7 @@ class EngineReport:
     podman: Optional[str] = None
     rootless_users: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    docker_notes: list[str] = field(default_factory=list)  # the notes about Docker alone
 
     def as_dict(self) -> dict[str, Any]:
         return {"docker": self.docker, "podman": self.podman, "rootless_users": list(self.rootless_users)}
@@ -123,4 +128,14 @@ def detect_engines(runner: Runner, docker_host: str = DEFAULT_DOCKER_HOST, timeo
     """Docker and podman on this host, and the users with rootless podman state."""
     docker_version, docker_notes = detect_docker(docker_host, timeout)
     podman, users, podman_notes = detect_podman(runner)
-    return EngineReport(docker_version, podman, users, docker_notes + podman_notes)
+    return EngineReport(docker_version, podman, users, docker_notes + podman_notes, docker_notes)
+
+
+def engine_info(request: Tuple[str, int], runner: Runner) -> dict[str, Any]:
+    """What engine_info returns for the Docker host and timeout in ``request``."""
+    docker_host, timeout = request
+    report = detect_engines(runner, docker_host, float(timeout))
+    return {"engines": report.as_dict(), "notes": report.notes}
+
+
+ENGINE_INFO = Detection("engines", "engine_info", DOCKER_ARGUMENT_SPEC, docker_options, engine_info)

@@ -23,6 +23,7 @@ from typing import Any, Optional
 
 from ansible_collections.permfix.containers.plugins.module_utils._engines import docker_api_get
 from ansible_collections.permfix.containers.plugins.module_utils._findings import make_finding
+from ansible_collections.permfix.containers.plugins.module_utils._info import Detection, DetectionError, OptionError
 from ansible_collections.permfix.containers.plugins.module_utils._podman import (
     Account,
     PodmanError,
@@ -294,6 +295,39 @@ def inspect_host(
         ports=unique(found),
         warnings=warnings,
     )
+
+
+def info_request(params: Mapping[str, Any]) -> dict[str, Any]:
+    """unprivileged_port_info's parameters as the keyword arguments of :func:`inspect_host`;
+    OptionError for a value that is not a port."""
+    try:
+        declared_ports(params["ports"])
+    except PortsError as exc:
+        raise OptionError(str(exc)) from None
+    return {name: params[name] for name in INFO_ARGUMENT_SPEC}
+
+
+def port_info(request: Mapping[str, Any], runner: Runner) -> dict[str, Any]:
+    """Everything unprivileged_port_info returns; DetectionError when the host cannot be read."""
+    try:
+        state = inspect_host(runner, **request)
+        findings = build_findings(state)
+    except (PortsError, SysctlError) as exc:
+        raise DetectionError(str(exc)) from None
+    return {
+        "key": UNPRIVILEGED_PORT_KEY,
+        "findings": findings,
+        "runtime": state.runtime.as_dict(),
+        "persisted": state.persisted(),
+        "assignments": state.assignments(),
+        "files": state.files(),
+        "needed": state.needed_dict(),
+        "local_port_range": list(state.local_port_range) if state.local_port_range else None,
+        "notes": state.warnings,
+    }
+
+
+PORT_INFO = Detection("unprivileged_port", "unprivileged_port_info", INFO_ARGUMENT_SPEC, info_request, port_info)
 
 
 def _persisted_source(resolution: Resolution) -> str:

@@ -45,7 +45,8 @@ from ansible_collections.permfix.containers.plugins.module_utils._accounts impor
     read_text,
     split_lines,
 )
-from ansible_collections.permfix.containers.plugins.module_utils._findings import make_finding
+from ansible_collections.permfix.containers.plugins.module_utils._findings import make_finding, sort_findings
+from ansible_collections.permfix.containers.plugins.module_utils._info import Detection, DetectionError, OptionError
 from ansible_collections.permfix.containers.plugins.module_utils._podman import (
     Account,
     PodmanError,
@@ -940,6 +941,66 @@ def subid_report(request: InfoRequest, runner: Runner) -> dict[str, Any]:
         "helpers": helpers,
         "bounds": {kind: {"min": b.low, "max": b.high, "count": b.count} for kind, b in snap.bounds.items()},
     })
+
+
+INFO_PATH_OPTIONS: dict[str, str] = {
+    "subuid_path": DEFAULT_SUBUID,
+    "subgid_path": DEFAULT_SUBGID,
+    "login_defs_path": DEFAULT_LOGIN_DEFS,
+    "passwd_path": DEFAULT_PASSWD,
+    "group_path": DEFAULT_GROUP,
+    "nsswitch_path": DEFAULT_NSSWITCH,
+}
+INFO_ARGUMENT_SPEC: dict[str, Any] = {
+    "users": {"type": "list", "elements": "str", "default": []},
+    "discover": {"type": "bool", "default": True},
+    "min_count": {"type": "int"},
+    "required_id": {"type": "int"},
+    "newuidmap_path": {"type": "path"},
+    "newgidmap_path": {"type": "path"},
+}
+INFO_ARGUMENT_SPEC.update({name: {"type": "path", "default": default} for name, default in INFO_PATH_OPTIONS.items()})
+
+
+def subid_paths(params: Mapping[str, Any]) -> SubidPaths:
+    """The files named by the path options (INFO_PATH_OPTIONS) of subid_info and subid."""
+    return SubidPaths(
+        subuid=params["subuid_path"],
+        subgid=params["subgid_path"],
+        login_defs=params["login_defs_path"],
+        passwd=params["passwd_path"],
+        group=params["group_path"],
+        nsswitch=params["nsswitch_path"],
+    )
+
+
+def info_request(params: Mapping[str, Any]) -> InfoRequest:
+    """subid_info's validated parameters as a request; OptionError for a value out of range."""
+    for name in ("min_count", "required_id"):
+        if params[name] is not None and not 0 <= params[name] <= HIGHEST_ID:
+            raise OptionError(f"{name} must be between 0 and {HIGHEST_ID}, not {params[name]}")
+    return InfoRequest(
+        paths=subid_paths(params),
+        users=params["users"],
+        discover=params["discover"],
+        min_count=params["min_count"],
+        required_id=params["required_id"],
+        newuidmap_path=params["newuidmap_path"],
+        newgidmap_path=params["newgidmap_path"],
+    )
+
+
+def subid_info(request: InfoRequest, runner: Runner) -> dict[str, Any]:
+    """Everything subid_info returns, findings sorted errors first; DetectionError when it cannot run."""
+    try:
+        report = subid_report(request, runner)
+    except SubidError as exc:
+        raise DetectionError(json_safe(str(exc))) from None
+    report["findings"] = sort_findings(report["findings"])
+    return report
+
+
+SUBID_INFO = Detection("subid", "subid_info", INFO_ARGUMENT_SPEC, info_request, subid_info)
 
 
 def json_safe(value: Any) -> Any:

@@ -44,6 +44,7 @@ from ansible_collections.permfix.containers.plugins.module_utils._docker import 
     NotFound,
     connect,
     docker_socket_path,
+    examine_engines,
     remap_enabled,
     remap_maps,
     remap_setting,
@@ -71,6 +72,12 @@ from ansible_collections.permfix.containers.plugins.module_utils._identity impor
     needed_access,
     path_facts,
     resolve_identity,
+)
+from ansible_collections.permfix.containers.plugins.module_utils._info import (
+    DOCKER_ARGUMENT_SPEC,
+    Detection,
+    OptionError,
+    docker_options,
 )
 from ansible_collections.permfix.containers.plugins.module_utils._ownership import (
     OwnershipError,
@@ -577,6 +584,52 @@ def volume_report(request: InfoRequest, runner: Runner) -> InfoOutcome:
                 outcome.volumes.append(_record(volume, status="error", reason=str(exc)))
                 outcome.notes.append(str(exc))
     return outcome
+
+
+INFO_ARGUMENT_SPEC: dict[str, Any] = {
+    "engines": {"type": "list", "elements": "str", "choices": list(ENGINES), "default": list(ENGINES)},
+    "podman_users": {"type": "list", "elements": "str"},
+    "volumes": {"type": "list", "elements": "str", "default": []},
+    "owners": {"type": "dict", "default": {}},
+    **DOCKER_ARGUMENT_SPEC,
+    "scan": {"type": "str", "choices": list(SCAN_CHOICES), "default": "full"},
+    "sample_size": {"type": "int", "default": 10},
+    "inspector": {"type": "bool", "default": True},
+    "fixer_image": {"type": "str", "default": DEFAULT_FIXER_IMAGE},
+}
+
+
+def info_request(params: Mapping[str, Any]) -> InfoRequest:
+    """volume_owner_info's validated parameters as a request; OptionError says what is wrong."""
+    docker_host, timeout = docker_options(params)
+    if params["sample_size"] < 0:
+        raise OptionError("sample_size cannot be negative")
+    owners = {}
+    for name, value in (params["owners"] or {}).items():
+        try:
+            owners[str(name)] = parse_owner(str(value), f"owners[{name}]")
+        except ValueError as exc:
+            raise OptionError(str(exc)) from None
+    return InfoRequest(
+        engines=tuple(params["engines"]),
+        podman_users=tuple(params["podman_users"]) if params["podman_users"] is not None else None,
+        volumes=tuple(params["volumes"]),
+        owners=owners,
+        docker_host=docker_host,
+        timeout=timeout,
+        scan=params["scan"],
+        sample_size=params["sample_size"],
+        inspector=params["inspector"],
+        fixer_image=params["fixer_image"],
+    )
+
+
+def volume_info(request: InfoRequest, runner: Runner) -> dict[str, Any]:
+    """Everything volume_owner_info returns; DetectionError when the volumes cannot be examined."""
+    return examine_engines(lambda: volume_report(request, runner), MissingDockerSdk, "named volumes", "volumes")
+
+
+VOLUME_INFO = Detection("named_volume", "volume_owner_info", INFO_ARGUMENT_SPEC, info_request, volume_info, docker_scoped=True)
 
 
 def _finding(severity: str, volume: Volume, message: str, names: Sequence[str], kind: Optional[str] = None, **values: Any) -> dict[str, Any]:

@@ -241,137 +241,15 @@ containers_examined:
   sample: 3
 """
 
-import os
-import pwd
-from typing import Any
+from ansible.module_utils.basic import AnsibleModule
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-
-from ansible_collections.permfix.containers.plugins.module_utils._bind_mounts import (
-    ACCESS_CHOICES,
-    DEFAULT_ALLOWED_ROOTS,
-    ENGINES,
-    MissingDockerSdk,
-    Request,
-    Spec,
-    bind_mount_report,
-)
-from ansible_collections.permfix.containers.plugins.module_utils._docker import (
-    DEFAULT_DOCKER_HOST,
-    DOCKER_SDK_IMPORT_ERROR,
-)
-from ansible_collections.permfix.containers.plugins.module_utils._owner_spec import IdValue, OwnerSpecError, parse_id
-from ansible_collections.permfix.containers.plugins.module_utils._podman import Runner, module_runner
-
-
-def _numeric(value: IdValue, what: str) -> int:
-    """A number given for an id inside a rootless namespace (names mean nothing there)."""
-
-    def refuse(name: str) -> int:
-        raise OwnerSpecError(f"{what} {name!r} is a name: ids inside a rootless namespace must be numbers")
-
-    number = parse_id(value, "user", lookup=refuse)
-    if number is None:
-        raise OwnerSpecError(f"{what} is empty")
-    return number
-
-
-def _spec(index: int, raw: dict[str, Any]) -> Spec:
-    label = f"specs[{index}] ({raw['path']})"
-    try:
-        if raw.get("rootless_user"):
-            uid = _numeric(raw["uid"], f"{label} uid")
-            gid = _numeric(raw["gid"], f"{label} gid") if raw.get("gid") not in (None, "") else uid
-        else:
-            uid = parse_id(raw["uid"], "user")
-            if uid is None:
-                raise OwnerSpecError("uid is empty")
-            if raw.get("gid") not in (None, ""):
-                gid = parse_id(raw["gid"], "group")
-            else:
-                gid = _primary_gid(uid)
-    except OwnerSpecError as exc:
-        raise OwnerSpecError(f"{label}: {exc}") from None
-    if gid is None:
-        gid = uid
-    return Spec(raw["path"], uid, gid, raw["access"], raw.get("name"), raw.get("rootless_user"))
-
-
-def _primary_gid(uid: int) -> int:
-    try:
-        return pwd.getpwuid(uid).pw_gid
-    except KeyError:
-        return uid
-
-
-def run(module: AnsibleModule, runner: Runner) -> dict[str, Any]:
-    params = module.params
-    docker_host = params["docker_host"] or os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST
-    if not docker_host.startswith("unix://"):
-        module.fail_json(msg=f"docker_host must be a unix:// address such as {DEFAULT_DOCKER_HOST}, not {docker_host!r}")
-    if params["timeout"] <= 0:
-        module.fail_json(msg="timeout must be a positive number of seconds")
-    for root in params["allowed_roots"]:
-        if not root.startswith("/"):
-            module.fail_json(msg=f"allowed_roots must be absolute paths, not {root!r}")
-    try:
-        specs = tuple(_spec(index, raw) for index, raw in enumerate(params["specs"]))
-    except OwnerSpecError as exc:
-        module.fail_json(msg=str(exc))
-    for spec in specs:
-        if not spec.path.startswith("/"):
-            module.fail_json(msg=f"spec path {spec.path!r} must be absolute")
-    request = Request(
-        engines=tuple(params["engines"]),
-        containers=tuple(params["containers"]),
-        podman_users=tuple(params["podman_users"]) if params["podman_users"] is not None else None,
-        specs=specs,
-        docker_host=docker_host,
-        timeout=params["timeout"],
-        scan=params["scan"],
-        allowed_roots=tuple(params["allowed_roots"]),
-        allow_home_subdirs=params["allow_home_subdirs"],
-    )
-    return bind_mount_report(request, runner).as_dict()
+from ansible_collections.permfix.containers.plugins.module_utils._bind_mounts import BIND_MOUNT_INFO
+from ansible_collections.permfix.containers.plugins.module_utils._info import run_detection
 
 
 def main() -> None:
-    module = AnsibleModule(
-        argument_spec={
-            "engines": {"type": "list", "elements": "str", "choices": list(ENGINES), "default": list(ENGINES)},
-            "containers": {"type": "list", "elements": "str", "default": []},
-            "podman_users": {"type": "list", "elements": "str"},
-            "specs": {
-                "type": "list",
-                "elements": "dict",
-                "default": [],
-                "options": {
-                    "path": {"type": "path", "required": True},
-                    "uid": {"type": "raw", "required": True},
-                    "gid": {"type": "raw"},
-                    "access": {"type": "str", "choices": list(ACCESS_CHOICES), "default": "rw"},
-                    "name": {"type": "str"},
-                    "rootless_user": {"type": "str"},
-                },
-            },
-            "docker_host": {"type": "str"},
-            "timeout": {"type": "int", "default": 60},
-            "scan": {"type": "bool", "default": True},
-            "allowed_roots": {"type": "list", "elements": "path", "default": list(DEFAULT_ALLOWED_ROOTS)},
-            "allow_home_subdirs": {"type": "bool", "default": True},
-        },
-        supports_check_mode=True,
-    )
-    try:
-        result = run(module, module_runner(module))
-    except MissingDockerSdk as exc:
-        module.fail_json(
-            msg=missing_required_lib("docker", reason=f"to examine the containers of the Docker daemon at {exc}"),
-            exception=DOCKER_SDK_IMPORT_ERROR,
-        )
-    except (OSError, ValueError) as exc:
-        module.fail_json(msg=f"bind mounts could not be examined: {exc}")
-    module.exit_json(changed=False, **result)
+    module = AnsibleModule(argument_spec=BIND_MOUNT_INFO.argument_spec, supports_check_mode=True)
+    module.exit_json(changed=False, **run_detection(module, BIND_MOUNT_INFO))
 
 
 if __name__ == "__main__":

@@ -71,32 +71,15 @@ notes:
   sample: ["docker is installed but its daemon is not running (no socket at /var/run/docker.sock)"]
 """
 
-import os
-
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.permfix.containers.plugins.module_utils._engines import (
-    DEFAULT_DOCKER_HOST,
-    detect_engines,
-)
-from ansible_collections.permfix.containers.plugins.module_utils._podman import module_runner
+from ansible_collections.permfix.containers.plugins.module_utils._engines import ENGINE_INFO
+from ansible_collections.permfix.containers.plugins.module_utils._info import run_detection
 
 
 def main() -> None:
-    module = AnsibleModule(
-        argument_spec={
-            "docker_host": {"type": "str"},
-            "timeout": {"type": "int", "default": 60},
-        },
-        supports_check_mode=True,
-    )
-    docker_host = module.params["docker_host"] or os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST
-    if not docker_host.startswith("unix://"):
-        module.fail_json(msg=f"docker_host must be a unix:// address such as {DEFAULT_DOCKER_HOST}, not {docker_host!r}")
-    if module.params["timeout"] <= 0:
-        module.fail_json(msg="timeout must be a positive number of seconds")
-    report = detect_engines(module_runner(module), docker_host, float(module.params["timeout"]))
-    module.exit_json(changed=False, engines=report.as_dict(), notes=report.notes)
+    module = AnsibleModule(argument_spec=ENGINE_INFO.argument_spec, supports_check_mode=True)
+    module.exit_json(changed=False, **run_detection(module, ENGINE_INFO))
 
 
 if __name__ == "__main__":

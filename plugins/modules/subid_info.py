@@ -251,65 +251,13 @@ bounds:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.permfix.containers.plugins.module_utils._findings import sort_findings
-from ansible_collections.permfix.containers.plugins.module_utils._podman import module_runner
-from ansible_collections.permfix.containers.plugins.module_utils._subid import (
-    HIGHEST_ID,
-    InfoRequest,
-    SubidError,
-    SubidPaths,
-    json_safe,
-    subid_report,
-)
-
-PATH_OPTIONS = {
-    "subuid_path": "/etc/subuid",
-    "subgid_path": "/etc/subgid",
-    "login_defs_path": "/etc/login.defs",
-    "passwd_path": "/etc/passwd",
-    "group_path": "/etc/group",
-    "nsswitch_path": "/etc/nsswitch.conf",
-}
+from ansible_collections.permfix.containers.plugins.module_utils._info import run_detection
+from ansible_collections.permfix.containers.plugins.module_utils._subid import SUBID_INFO
 
 
 def main() -> None:
-    argument_spec = {
-        "users": {"type": "list", "elements": "str", "default": []},
-        "discover": {"type": "bool", "default": True},
-        "min_count": {"type": "int"},
-        "required_id": {"type": "int"},
-        "newuidmap_path": {"type": "path"},
-        "newgidmap_path": {"type": "path"},
-    }
-    argument_spec.update({name: {"type": "path", "default": default} for name, default in PATH_OPTIONS.items()})
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    params = module.params
-    if params["min_count"] is not None and not 0 <= params["min_count"] <= HIGHEST_ID:
-        module.fail_json(msg=f"min_count must be between 0 and {HIGHEST_ID}, not {params['min_count']}")
-    if params["required_id"] is not None and not 0 <= params["required_id"] <= HIGHEST_ID:
-        module.fail_json(msg=f"required_id must be between 0 and {HIGHEST_ID}, not {params['required_id']}")
-    request = InfoRequest(
-        paths=SubidPaths(
-            subuid=params["subuid_path"],
-            subgid=params["subgid_path"],
-            login_defs=params["login_defs_path"],
-            passwd=params["passwd_path"],
-            group=params["group_path"],
-            nsswitch=params["nsswitch_path"],
-        ),
-        users=params["users"],
-        discover=params["discover"],
-        min_count=params["min_count"],
-        required_id=params["required_id"],
-        newuidmap_path=params["newuidmap_path"],
-        newgidmap_path=params["newgidmap_path"],
-    )
-    try:
-        report = subid_report(request, module_runner(module))
-    except SubidError as exc:
-        module.fail_json(msg=json_safe(str(exc)))
-    report["findings"] = sort_findings(report["findings"])
-    module.exit_json(changed=False, **report)
+    module = AnsibleModule(argument_spec=SUBID_INFO.argument_spec, supports_check_mode=True)
+    module.exit_json(changed=False, **run_detection(module, SUBID_INFO))
 
 
 if __name__ == "__main__":

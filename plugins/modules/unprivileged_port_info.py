@@ -259,47 +259,16 @@ notes:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.permfix.containers.plugins.module_utils._podman import module_runner
-from ansible_collections.permfix.containers.plugins.module_utils._ports import (
-    INFO_ARGUMENT_SPEC,
-    PortsError,
-    SysctlError,
-    build_findings,
-    inspect_host,
-)
-from ansible_collections.permfix.containers.plugins.module_utils._sysctl import UNPRIVILEGED_PORT_KEY
+from ansible_collections.permfix.containers.plugins.module_utils._info import run_detection
+from ansible_collections.permfix.containers.plugins.module_utils._ports import PORT_INFO
 
 
 def main() -> None:
-    module = AnsibleModule(argument_spec=INFO_ARGUMENT_SPEC, supports_check_mode=True)
-    params = module.params
-    try:
-        state = inspect_host(
-            module_runner(module),
-            ports=params["ports"],
-            discover=params["discover"],
-            sysctl_dirs=params["sysctl_dirs"],
-            sysctl_conf=params["sysctl_conf"],
-            proc_path=params["proc_path"],
-            local_port_range_path=params["local_port_range_path"],
-        )
-        findings = build_findings(state)
-    except (PortsError, SysctlError) as exc:
-        module.fail_json(msg=str(exc))
-    for note in state.warnings:
+    module = AnsibleModule(argument_spec=PORT_INFO.argument_spec, supports_check_mode=True)
+    result = run_detection(module, PORT_INFO)
+    for note in result["notes"]:
         module.warn(note)
-    module.exit_json(
-        changed=False,
-        key=UNPRIVILEGED_PORT_KEY,
-        findings=findings,
-        runtime=state.runtime.as_dict(),
-        persisted=state.persisted(),
-        assignments=state.assignments(),
-        files=state.files(),
-        needed=state.needed_dict(),
-        local_port_range=list(state.local_port_range) if state.local_port_range else None,
-        notes=state.warnings,
-    )
+    module.exit_json(changed=False, **result)
 
 
 if __name__ == "__main__":

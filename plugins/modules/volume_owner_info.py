@@ -173,83 +173,15 @@ notes:
   sample: ["podman is not installed on this host; no podman volumes were examined"]
 """
 
-import os
-from typing import Any
+from ansible.module_utils.basic import AnsibleModule
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-
-from ansible_collections.permfix.containers.plugins.module_utils._docker import (
-    DEFAULT_DOCKER_HOST,
-    DOCKER_SDK_IMPORT_ERROR,
-)
-from ansible_collections.permfix.containers.plugins.module_utils._fixer import DEFAULT_FIXER_IMAGE
-from ansible_collections.permfix.containers.plugins.module_utils._podman import module_runner
-from ansible_collections.permfix.containers.plugins.module_utils._volumes import (
-    ENGINES,
-    SCAN_CHOICES,
-    InfoRequest,
-    MissingDockerSdk,
-    parse_owner,
-    volume_report,
-)
-
-
-def build_request(module: AnsibleModule) -> InfoRequest:
-    params = module.params
-    docker_host = params["docker_host"] or os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST
-    if not docker_host.startswith("unix://"):
-        module.fail_json(msg=f"docker_host must be a unix:// address such as {DEFAULT_DOCKER_HOST}, not {docker_host!r}")
-    if params["timeout"] <= 0:
-        module.fail_json(msg="timeout must be a positive number of seconds")
-    if params["sample_size"] < 0:
-        module.fail_json(msg="sample_size cannot be negative")
-    owners = {}
-    for name, value in (params["owners"] or {}).items():
-        try:
-            owners[str(name)] = parse_owner(str(value), f"owners[{name}]")
-        except ValueError as exc:
-            module.fail_json(msg=str(exc))
-    return InfoRequest(
-        engines=tuple(params["engines"]),
-        podman_users=tuple(params["podman_users"]) if params["podman_users"] is not None else None,
-        volumes=tuple(params["volumes"]),
-        owners=owners,
-        docker_host=docker_host,
-        timeout=params["timeout"],
-        scan=params["scan"],
-        sample_size=params["sample_size"],
-        inspector=params["inspector"],
-        fixer_image=params["fixer_image"],
-    )
+from ansible_collections.permfix.containers.plugins.module_utils._info import run_detection
+from ansible_collections.permfix.containers.plugins.module_utils._volumes import VOLUME_INFO
 
 
 def main() -> None:
-    module = AnsibleModule(
-        argument_spec={
-            "engines": {"type": "list", "elements": "str", "choices": list(ENGINES), "default": list(ENGINES)},
-            "podman_users": {"type": "list", "elements": "str"},
-            "volumes": {"type": "list", "elements": "str", "default": []},
-            "owners": {"type": "dict", "default": {}},
-            "docker_host": {"type": "str"},
-            "timeout": {"type": "int", "default": 60},
-            "scan": {"type": "str", "choices": list(SCAN_CHOICES), "default": "full"},
-            "sample_size": {"type": "int", "default": 10},
-            "inspector": {"type": "bool", "default": True},
-            "fixer_image": {"type": "str", "default": DEFAULT_FIXER_IMAGE},
-        },
-        supports_check_mode=True,
-    )
-    request = build_request(module)
-    try:
-        result: dict[str, Any] = volume_report(request, module_runner(module)).as_dict()
-    except MissingDockerSdk as exc:
-        module.fail_json(
-            msg=missing_required_lib("docker", reason=f"to examine the volumes of the Docker daemon at {exc}"),
-            exception=DOCKER_SDK_IMPORT_ERROR,
-        )
-    except (OSError, ValueError) as exc:
-        module.fail_json(msg=f"named volumes could not be examined: {exc}")
-    module.exit_json(changed=False, **result)
+    module = AnsibleModule(argument_spec=VOLUME_INFO.argument_spec, supports_check_mode=True)
+    module.exit_json(changed=False, **run_detection(module, VOLUME_INFO))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,150 @@
+# Copyright: permfix.containers contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Every detection of a host in one module call (``audit_info``): what the audit playbook runs.
+
+The engines and the four detections are the same functions the single ``*_info`` modules call
+(see ``_info``), run one after the other in one process so that the fleet audit costs one module
+round trip per host. A detection that fails is recorded (its error sentence) and the others go on;
+only invalid options fail the module, with the sentences the single modules give.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any, Callable, Optional, Tuple
+
+from ansible_collections.permfix.containers.plugins.module_utils._bind_mounts import BIND_MOUNT_INFO
+from ansible_collections.permfix.containers.plugins.module_utils._engines import (
+    EngineReport,
+    detect_engines,
+    docker_socket_path,
+)
+from ansible_collections.permfix.containers.plugins.module_utils._info import (
+    DEFAULT_DOCKER_HOST,
+    DOCKER_ARGUMENT_SPEC,
+    Detection,
+    DetectionError,
+    docker_options,
+)
+from ansible_collections.permfix.containers.plugins.module_utils._podman import Runner
+from ansible_collections.permfix.containers.plugins.module_utils._ports import PORT_INFO
+from ansible_collections.permfix.containers.plugins.module_utils._subid import SUBID_INFO
+from ansible_collections.permfix.containers.plugins.module_utils._volumes import VOLUME_INFO
+
+# In this order: the order of the findings in the result and in the report.
+DETECTIONS: Tuple[Detection, ...] = (SUBID_INFO, PORT_INFO, BIND_MOUNT_INFO, VOLUME_INFO)
+
+# audit_info's own options: (detection, the option of that detection's module it sets).
+OPTIONS: dict[str, Tuple[str, str]] = {
+    "subid_users": ("subid", "users"),
+    "subid_min_count": ("subid", "min_count"),
+    "unprivileged_ports": ("unprivileged_port", "ports"),
+    "bind_mount_specs": ("bind_mount", "specs"),
+    "bind_mount_allowed_roots": ("bind_mount", "allowed_roots"),
+    "named_volume_owners": ("named_volume", "owners"),
+    "named_volume_fixer_image": ("named_volume", "fixer_image"),
+}
+
+EngineDetector = Callable[[Runner, str, float], EngineReport]
+
+
+def argument_spec(detections: Sequence[Detection] = DETECTIONS) -> dict[str, Any]:
+    """audit_info's argument spec: each mirrored option has the spec of the option it sets."""
+    by_name = {detection.name: detection for detection in detections}
+    names = [detection.name for detection in detections]
+    spec: dict[str, Any] = {"detections": {"type": "list", "elements": "str", "choices": names, "default": names}}
+    spec.update({option: by_name[name].argument_spec[key] for option, (name, key) in OPTIONS.items() if name in by_name})
+    spec.update(DOCKER_ARGUMENT_SPEC)
+    return spec
+
+
+@dataclasses.dataclass
+class AuditRequest:
+    docker_host: str
+    timeout: int
+    requests: dict[str, Any]  # the selected detections' validated requests, by detection name
+
+
+def detection_params(detection: Detection, params: Mapping[str, Any]) -> dict[str, Any]:
+    """The parameters ``detection``'s own module would get for audit_info's ``params``."""
+    values = detection.defaults()
+    for option, (name, key) in OPTIONS.items():
+        if name == detection.name and params.get(option) is not None:
+            values[key] = params[option]
+    for key in DOCKER_ARGUMENT_SPEC:
+        if key in values:
+            values[key] = params[key]
+    return values
+
+
+def audit_request(params: Mapping[str, Any], detections: Sequence[Detection] = DETECTIONS) -> AuditRequest:
+    """Validate every option of the selected detections before anything runs (OptionError)."""
+    docker_host, timeout = docker_options(params)
+    requests = {
+        detection.name: detection.request(detection_params(detection, params))
+        for detection in detections
+        if detection.name in params["detections"]
+    }
+    return AuditRequest(docker_host, timeout, requests)
+
+
+def docker_problem(docker_host: str, report: EngineReport) -> Optional[str]:
+    """Why the Docker daemon should answer and does not; None when it answers or is simply absent
+    (no socket at the default address is an engine the host does not have, not a failure)."""
+    if report.docker is not None:
+        return None
+    path = docker_socket_path(docker_host)
+    if path is not None and not os.path.exists(path):
+        if docker_host == DEFAULT_DOCKER_HOST:
+            return None
+        return f"no Docker daemon at {docker_host} (the socket {path} does not exist)"
+    if report.docker_notes:
+        return report.docker_notes[0]
+    return f"the Docker daemon at {docker_host} does not answer"
+
+
+def _unexpected(detection: Detection, exc: Exception) -> str:
+    return f"{detection.module} stopped on an unexpected error ({type(exc).__name__}: {exc}); run it alone on this host for details"
+
+
+def audit(
+    request: AuditRequest,
+    runner: Runner,
+    detections: Sequence[Detection] = DETECTIONS,
+    engines: EngineDetector = detect_engines,
+) -> dict[str, Any]:
+    """The engines, then each selected detection; a failure is recorded and the rest go on."""
+    errors: list[str] = []
+    try:
+        report = engines(runner, request.docker_host, float(request.timeout))
+    except Exception as exc:  # the engines are a fact to record, never a reason to stop
+        report = EngineReport()
+        errors.append(f"engines: unexpected error ({type(exc).__name__}: {exc})")
+    docker_down = docker_problem(request.docker_host, report)
+    findings: list[dict[str, Any]] = []
+    summary: dict[str, dict[str, Any]] = {}
+    for detection in detections:
+        entry: dict[str, Any] = {"ran": False, "findings": 0, "error": None}
+        summary[detection.name] = entry
+        if detection.name not in request.requests:
+            continue
+        detection_request = request.requests[detection.name]
+        if detection.docker_scoped and docker_down is not None and "docker" in detection_request.engines:
+            # the other engines are still examined; asking a daemon that does not answer again would only wait
+            others = tuple(engine for engine in detection_request.engines if engine != "docker")
+            detection_request = dataclasses.replace(detection_request, engines=others)
+            entry["error"] = f"Docker was not examined: {docker_down}"
+        try:
+            found = detection.run(detection_request, runner)["findings"]
+        except DetectionError as exc:
+            entry["error"] = str(exc)
+        except Exception as exc:  # one detection's bug must not lose the others' findings
+            entry["error"] = _unexpected(detection, exc)
+        else:
+            entry.update(ran=True, findings=len(found))
+            findings.extend(found)
+        if entry["error"] is not None:
+            errors.append(f"{detection.name}: {entry['error']}")
+    return {"engines": report.as_dict(), "findings": findings, "detections": summary, "errors": errors}
