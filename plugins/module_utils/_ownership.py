@@ -73,6 +73,7 @@ CHUNK = 2048
 DEFAULT_SAMPLE_SIZE = 20
 MAX_WORKERS = 4
 PARALLEL_AFTER = 4096  # entries the walk sees before it starts helper processes
+HELPER_QUEUE = 2  # directories a helper may hold: the one it walks and the next
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK
 _PARENT_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | os.O_NOCTTY
@@ -731,14 +732,14 @@ def _recv(sock: socket.socket, with_fd: bool = False) -> Tuple[Dict[str, Any], O
 
 
 class _Helper:
-    """One helper process of a parallel walk and the directory it is walking, if any."""
+    """One helper process of a parallel walk and the directories it was given, in order."""
 
-    __slots__ = ("pid", "sock", "rel")
+    __slots__ = ("pid", "sock", "tasks")
 
     def __init__(self, pid: int, sock: socket.socket) -> None:
         self.pid = pid
         self.sock = sock
-        self.rel: Optional[str] = None
+        self.tasks: List[str] = []  # relative paths, the one being walked first
 
 
 class _Pool:
@@ -753,17 +754,23 @@ class _Pool:
         self.broken = False
 
     def busy(self) -> int:
-        return sum(1 for helper in self.helpers if helper.rel is not None)
+        return sum(1 for helper in self.helpers if helper.tasks)
 
     def idle(self) -> Optional[_Helper]:
-        """A helper with nothing to do (collecting finished work first), or None."""
+        """A helper that can take a directory (collecting finished work first), or None.
+
+        A helper may hold a second directory behind the one it walks, so that it goes on at
+        once when it finishes instead of waiting for the walker to look again.
+        """
         if self.busy():
             self.collect(0)
-        for helper in self.helpers:
-            if helper.rel is None:
-                return helper
+        least = min(self.helpers, key=lambda helper: len(helper.tasks), default=None)
+        if least is not None and not least.tasks:
+            return least
         if len(self.helpers) < self.size and not self.broken:
             return self._start()
+        if least is not None and len(least.tasks) < HELPER_QUEUE:
+            return least
         return None
 
     def _start(self) -> Optional[_Helper]:
@@ -803,14 +810,14 @@ class _Pool:
         except OSError:
             self._lost(helper)
             return False
-        helper.rel = frame.rel
+        helper.tasks.append(frame.rel)
         return True
 
     def collect(self, timeout: Optional[int]) -> None:
         """Merge the answers of helpers that finished (waiting up to ``timeout`` ms; None: forever)."""
         for fd, _event in self.poller.poll(timeout):
             helper = self.by_fd.get(fd)
-            if helper is None or helper.rel is None:
+            if helper is None or not helper.tasks:
                 continue
             try:
                 answer, _none = _recv(helper.sock)
@@ -818,7 +825,7 @@ class _Pool:
                 self._lost(helper)
                 continue
             self.walker.merge(answer)
-            helper.rel = None
+            helper.tasks.pop(0)
 
     def finish(self) -> None:
         """Wait for every helper's answer."""
@@ -827,10 +834,10 @@ class _Pool:
 
     def _lost(self, helper: _Helper) -> None:
         """A helper died or its socket broke: what it was walking was not (all) examined."""
-        if helper.rel is not None:
-            self.walker._fail(helper.rel, "the helper process walking this directory ended unexpectedly; its "
+        for rel in helper.tasks:
+            self.walker._fail(rel, "the helper process walking this directory ended unexpectedly; its "
                               "entries were not all examined", walk_incomplete=True)
-        helper.rel = None
+        helper.tasks = []
         self._forget(helper)
         self.broken = True
 
@@ -847,7 +854,7 @@ class _Pool:
     def close(self) -> None:
         """End every helper (closing its socket tells it to exit) and reap it."""
         for helper in list(self.helpers):
-            if helper.rel is not None:  # an error stopped the walk: do not wait for this one
+            if helper.tasks:  # an error stopped the walk: do not wait for this one
                 try:
                     os.kill(helper.pid, 9)
                 except ProcessLookupError:

@@ -650,11 +650,13 @@ def test_a_helper_that_dies_is_reported_and_the_root_is_left_alone(area: Path) -
     report = fix(str(tree), TARGET, WalkOptions(workers=2, parallel_after=0, hook=hook))
 
     assert not report.complete and owner(tree) == (0, 0) and report.root_deferred
-    assert len(report.failures.items) == 1 and "ended unexpectedly" in report.failures.items[0]["error"]
-    lost = Path(report.failures.items[0]["path"])
-    assert lost.parent == tree and owner(lost / "inner") == (0, 0)
+    # the directory it walked and the one queued behind it, if any, are reported
+    assert 1 <= len(report.failures.items) <= 2, report.failures.items
+    assert all("ended unexpectedly" in item["error"] for item in report.failures.items)
+    lost = [Path(item["path"]) for item in report.failures.items]
+    assert all(path.parent == tree and owner(path / "inner") == (0, 0) for path in lost)
     # the helper is not used again: every other directory was walked by the walker itself
-    assert all(owner(path) == (UID, GID) for path in made if lost not in (path, *path.parents))
+    assert all(owner(path) == (UID, GID) for path in made if not set(lost) & {path, *path.parents})
     again = fix(str(tree), TARGET, WalkOptions(workers=1))
     assert again.complete and again.counts["failed"] == 0 and owner(tree) == (UID, GID)
 
