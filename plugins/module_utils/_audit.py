@@ -43,6 +43,7 @@ OPTIONS: dict[str, Tuple[str, str]] = {
     "unprivileged_ports": ("unprivileged_port", "ports"),
     "bind_mount_specs": ("bind_mount", "specs"),
     "bind_mount_allowed_roots": ("bind_mount", "allowed_roots"),
+    "bind_mount_scan": ("bind_mount", "scan"),
     "named_volume_owners": ("named_volume", "owners"),
     "named_volume_fixer_image": ("named_volume", "fixer_image"),
 }

@@ -94,6 +94,12 @@ options:
     type: list
     elements: path
     default: [/srv, /opt, /data, /mnt]
+  bind_mount_scan:
+    description:
+      - For each bind mount with a finding, walk the directory and count the entries a C(chown) would
+        change, like O(permfix.containers.bind_mount_info#module:scan).
+    type: bool
+    default: true
   named_volume_owners:
     description:
       - Declared owners of named volumes (volume name to C(uid:gid)), like
@@ -106,18 +112,9 @@ options:
         O(permfix.containers.volume_owner_info#module:fixer_image).
     type: str
     default: localhost/permfix-fixer:busybox
-  docker_host:
-    description:
-      - The Docker daemon, as a C(unix://) address, for the engines and the Docker part of the
-        C(bind_mount) and C(named_volume) detections.
-      - Defaults to E(DOCKER_HOST) on the target, else C(unix:///var/run/docker.sock).
-    type: str
-  timeout:
-    description: Seconds to wait for the Docker daemon.
-    type: int
-    default: 60
 extends_documentation_fragment:
   - permfix.containers.attributes
+  - permfix.containers.docker
   - permfix.containers.attributes.info_module
 requirements:
   - The Docker SDK for Python (C(docker), Debian's C(python3-docker)) on the target when a Docker

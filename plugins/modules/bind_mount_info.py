@@ -83,15 +83,6 @@ options:
           - The ids are inside the default rootless podman namespace of this user and are mapped
             through its C(/etc/subuid) and C(/etc/subgid) ranges.
         type: str
-  docker_host:
-    description:
-      - The Docker daemon, as a C(unix://) address.
-      - Defaults to E(DOCKER_HOST) on the target, else C(unix:///var/run/docker.sock).
-    type: str
-  timeout:
-    description: Seconds to wait for the Docker daemon.
-    type: int
-    default: 60
   scan:
     description:
       - For each mount with a finding, walk the directory and count the entries a C(chown) would
@@ -113,6 +104,7 @@ options:
     default: true
 extends_documentation_fragment:
   - permfix.containers.attributes
+  - permfix.containers.docker
   - permfix.containers.attributes.info_module
 requirements:
   - The Docker SDK for Python (C(docker), Debian's C(python3-docker)) on the target when a Docker

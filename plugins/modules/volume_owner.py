@@ -76,15 +76,6 @@ options:
         (also when the fix fails). Only when something differs.
     type: bool
     default: false
-  docker_host:
-    description:
-      - The Docker daemon, as a C(unix://) address.
-      - Defaults to E(DOCKER_HOST) on the target, else C(unix:///var/run/docker.sock).
-    type: str
-  timeout:
-    description: Seconds to wait for the Docker daemon to answer one request.
-    type: int
-    default: 60
   fixer_timeout:
     description: Seconds the fixer container may run.
     type: int
@@ -95,6 +86,7 @@ options:
     default: 10
 extends_documentation_fragment:
   - permfix.containers.attributes
+  - permfix.containers.docker
   - permfix.containers.attributes.fix_module
 requirements:
   - The Docker SDK for Python (C(docker), Debian's C(python3-docker)) on the target for Docker volumes.

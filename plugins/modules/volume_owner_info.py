@@ -54,15 +54,6 @@ options:
         A declared owner wins over the containers' users.
     type: dict
     default: {}
-  docker_host:
-    description:
-      - The Docker daemon, as a C(unix://) address.
-      - Defaults to E(DOCKER_HOST) on the target, else C(unix:///var/run/docker.sock).
-    type: str
-  timeout:
-    description: Seconds to wait for the Docker daemon.
-    type: int
-    default: 60
   scan:
     description:
       - V(full) walks every entry of each volume that has an expected owner and counts those that differ.
@@ -86,6 +77,7 @@ options:
     default: localhost/permfix-fixer:busybox
 extends_documentation_fragment:
   - permfix.containers.attributes
+  - permfix.containers.docker
   - permfix.containers.attributes.info_module
 requirements:
   - The Docker SDK for Python (C(docker), Debian's C(python3-docker)) on the target when a Docker

@@ -212,6 +212,7 @@ def test_mirrored_options_are_the_single_modules_own_specs():
                        "docker_host": "unix:///d.sock", "timeout": 5},
      {"specs": [{"path": "/srv/x", "uid": 1}], "allowed_roots": ["/x"], "docker_host": "unix:///d.sock", "timeout": 5,
       "engines": ["docker", "podman"], "scan": True}),
+    (BIND_MOUNT_INFO, {"bind_mount_scan": False}, {"scan": False, "specs": []}),
     (VOLUME_INFO, {"named_volume_owners": {"db": "999:999"}, "named_volume_fixer_image": "img"},
      {"owners": {"db": "999:999"}, "fixer_image": "img", "scan": "full", "inspector": True, "docker_host": None}),
 ])

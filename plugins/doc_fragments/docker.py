@@ -1,0 +1,21 @@
+# Copyright: permfix.containers contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+
+class ModuleDocFragment:
+    """The Docker connection options of every module that asks the Docker daemon."""
+
+    DOCUMENTATION = r"""
+options:
+  docker_host:
+    description:
+      - The Docker daemon, as a C(unix://) address.
+      - Defaults to E(DOCKER_HOST) on the target, else C(unix:///var/run/docker.sock).
+    type: str
+  timeout:
+    description: Seconds to wait for the Docker daemon to answer one request.
+    type: int
+    default: 60
+"""
