@@ -62,32 +62,6 @@ options:
       - Keep a copy of each file this module changes, with a timestamp in its name, before changing it.
     type: bool
     default: false
-  subuid_path:
-    description: The subordinate UID file.
-    type: path
-    default: /etc/subuid
-  subgid_path:
-    description: The subordinate GID file.
-    type: path
-    default: /etc/subgid
-  login_defs_path:
-    description: Where C(SUB_UID_MIN), C(SUB_UID_MAX), C(SUB_UID_COUNT) and the GID ones are read.
-    type: path
-    default: /etc/login.defs
-  passwd_path:
-    description:
-      - The passwd file, for the user and the account IDs new ranges keep clear of. With the
-        default, users not in the file (LDAP, SSSD) are looked up in the passwd database too.
-    type: path
-    default: /etc/passwd
-  group_path:
-    description: The group file, for the GIDs new ranges keep clear of.
-    type: path
-    default: /etc/group
-  nsswitch_path:
-    description: Where the C(subid:) source is read.
-    type: path
-    default: /etc/nsswitch.conf
 notes:
   - Run as root (C(become=true)).
   - Subordinate IDs are read and written as shadow-utils reads them; see M(permfix.containers.subid_info)
@@ -102,6 +76,7 @@ seealso:
     link: https://docs.podman.io/en/latest/markdown/podman-system-migrate.1.html
 extends_documentation_fragment:
   - permfix.containers.attributes
+  - permfix.containers.subid_files
   - permfix.containers.attributes.fix_module
 """
 
@@ -235,6 +210,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.permfix.containers.plugins.module_utils._podman import module_runner
 from ansible_collections.permfix.containers.plugins.module_utils._subid import (
     HIGHEST_ID,
+    INFO_PATH_OPTIONS,
     KINDS,
     MIGRATE_ALWAYS,
     MIGRATE_NEVER,
@@ -245,17 +221,9 @@ from ansible_collections.permfix.containers.plugins.module_utils._subid import (
     SubidPaths,
     ensure_subids,
     json_safe,
+    subid_paths,
     union_size,
 )
-
-PATH_OPTIONS = {
-    "subuid_path": "/etc/subuid",
-    "subgid_path": "/etc/subgid",
-    "login_defs_path": "/etc/login.defs",
-    "passwd_path": "/etc/passwd",
-    "group_path": "/etc/group",
-    "nsswitch_path": "/etc/nsswitch.conf",
-}
 
 
 def outcome(result: EnsureResult, paths: SubidPaths) -> dict:
@@ -297,19 +265,12 @@ def main() -> None:
         "migrate": {"type": "str", "choices": [MIGRATE_ON_CHANGE, MIGRATE_ALWAYS, MIGRATE_NEVER], "default": MIGRATE_ON_CHANGE},
         "backup": {"type": "bool", "default": False},
     }
-    argument_spec.update({name: {"type": "path", "default": default} for name, default in PATH_OPTIONS.items()})
+    argument_spec.update({name: {"type": "path", "default": default} for name, default in INFO_PATH_OPTIONS.items()})
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     params = module.params
     if params["count"] is not None and not 1 <= params["count"] <= HIGHEST_ID:
         module.fail_json(msg=f"count must be between 1 and {HIGHEST_ID}, not {params['count']}")
-    paths = SubidPaths(
-        subuid=params["subuid_path"],
-        subgid=params["subgid_path"],
-        login_defs=params["login_defs_path"],
-        passwd=params["passwd_path"],
-        group=params["group_path"],
-        nsswitch=params["nsswitch_path"],
-    )
+    paths = subid_paths(params)
     request = EnsureRequest(
         user=params["name"],
         counts=None if params["count"] is None else {kind: params["count"] for kind in KINDS},

@@ -55,32 +55,6 @@ options:
         for C(nobody). A user with fewer subordinate IDs than this gets an C(error) finding,
         because such a container fails now.
     type: int
-  subuid_path:
-    description: The subordinate UID file.
-    type: path
-    default: /etc/subuid
-  subgid_path:
-    description: The subordinate GID file.
-    type: path
-    default: /etc/subgid
-  login_defs_path:
-    description: Where C(SUB_UID_MIN), C(SUB_UID_MAX), C(SUB_UID_COUNT) and the GID ones are read.
-    type: path
-    default: /etc/login.defs
-  passwd_path:
-    description:
-      - The passwd file. With the default, users not in the file (LDAP, SSSD) are looked up in
-        the passwd database too.
-    type: path
-    default: /etc/passwd
-  group_path:
-    description: The group file.
-    type: path
-    default: /etc/group
-  nsswitch_path:
-    description: Where the C(subid:) source is read.
-    type: path
-    default: /etc/nsswitch.conf
   newuidmap_path:
     description: The C(newuidmap) program to check. Defaults to the one on E(PATH).
     type: path
@@ -96,6 +70,7 @@ seealso:
     link: https://man7.org/linux/man-pages/man5/subuid.5.html
 extends_documentation_fragment:
   - permfix.containers.attributes
+  - permfix.containers.subid_files
   - permfix.containers.attributes.info_module
 """
 

@@ -65,26 +65,9 @@ options:
         for example C(99-zz-local.permfix-unprivileged-port.conf) after C(99-zz-local.conf).
     type: str
     default: 99-permfix-unprivileged-port.conf
-  sysctl_dirs:
-    description:
-      - The sysctl drop-in directories, highest priority first; the drop-in goes into the first one.
-    type: list
-    elements: path
-    default: [/etc/sysctl.d, /run/sysctl.d, /usr/local/lib/sysctl.d, /usr/lib/sysctl.d, /lib/sysctl.d]
-  sysctl_conf:
-    description: The main sysctl file, applied after every drop-in.
-    type: path
-    default: /etc/sysctl.conf
-  proc_path:
-    description: Where the kernel exposes the runtime value (in the module's network namespace).
-    type: path
-    default: /proc/sys/net/ipv4/ip_unprivileged_port_start
-  local_port_range_path:
-    description: Where the kernel exposes C(net.ipv4.ip_local_port_range).
-    type: path
-    default: /proc/sys/net/ipv4/ip_local_port_range
 extends_documentation_fragment:
   - permfix.containers.attributes
+  - permfix.containers.sysctl_files
   - permfix.containers.attributes.fix_module
 notes:
   - Run it as root, on the host whose rootless containers publish the ports.

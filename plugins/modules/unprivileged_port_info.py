@@ -36,28 +36,9 @@ options:
       - With V(false) only O(ports) count.
     type: bool
     default: true
-  sysctl_dirs:
-    description:
-      - The sysctl drop-in directories, highest priority first. A file hides a same-named file in a later
-        directory; the remaining files apply in the order of their names.
-    type: list
-    elements: path
-    default: [/etc/sysctl.d, /run/sysctl.d, /usr/local/lib/sysctl.d, /usr/lib/sysctl.d, /lib/sysctl.d]
-  sysctl_conf:
-    description: The main sysctl file, applied after every drop-in.
-    type: path
-    default: /etc/sysctl.conf
-  proc_path:
-    description: Where the kernel exposes the runtime value.
-    type: path
-    default: /proc/sys/net/ipv4/ip_unprivileged_port_start
-  local_port_range_path:
-    description:
-      - Where the kernel exposes C(net.ipv4.ip_local_port_range); the kernel refuses a value above its lowest port.
-    type: path
-    default: /proc/sys/net/ipv4/ip_local_port_range
 extends_documentation_fragment:
   - permfix.containers.attributes
+  - permfix.containers.sysctl_files
   - permfix.containers.attributes.info_module
 notes:
   - Run it as root so that it can ask podman as every rootless user.
