@@ -44,6 +44,7 @@ from ansible_collections.permfix.containers.plugins.module_utils._docker import 
     DEFAULT_DOCKER_HOST,
     HAS_DOCKER_SDK,
     DockerEngineError,
+    MissingDockerSdk,
     connect,
     docker_socket_path,
     examine_engines,
@@ -94,11 +95,6 @@ from ansible_collections.permfix.containers.plugins.module_utils._subid import S
 ENGINES: Tuple[str, ...] = ("docker", "podman")
 DEFAULT_ALLOWED_ROOTS: Tuple[str, ...] = ("/srv", "/opt", "/data", "/mnt")
 ACCESS_CHOICES: Tuple[str, ...] = ("rw", "ro")
-
-
-class MissingDockerSdk(Exception):
-    """The Docker daemon is there but the Docker SDK for Python is not (the module reports
-    ``missing_required_lib``)."""
 
 
 @dataclass(frozen=True)
@@ -715,7 +711,7 @@ def info_request(params: Mapping[str, Any]) -> Request:
 
 def bind_mount_info(request: Request, runner: Runner) -> dict[str, Any]:
     """Everything bind_mount_info returns; DetectionError when the mounts cannot be examined."""
-    return examine_engines(lambda: bind_mount_report(request, runner), MissingDockerSdk, "bind mounts", "containers")
+    return examine_engines(lambda: bind_mount_report(request, runner), "bind mounts", "containers")
 
 
 BIND_MOUNT_INFO = Detection("bind_mount", "bind_mount_info", INFO_ARGUMENT_SPEC, info_request, bind_mount_info, docker_scoped=True)

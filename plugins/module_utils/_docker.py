@@ -175,16 +175,21 @@ def file_from_tar(data: bytes) -> Tuple[str, str]:
         raise DockerEngineError(f"the archive of a container file could not be read: {exc}") from exc
 
 
-def examine_engines(report: Callable[[], Any], missing_sdk: type[Exception], what: str, objects: str) -> dict[str, Any]:
+class MissingDockerSdk(Exception):
+    """The Docker daemon is there but the Docker SDK for Python is not; the argument is the daemon's
+    address (the module reports ``missing_required_lib``)."""
+
+
+def examine_engines(report: Callable[[], Any], what: str, objects: str) -> dict[str, Any]:
     """``report().as_dict()`` of a detection that asks the engines; DetectionError when it cannot run.
 
-    ``missing_sdk`` is raised with the Docker address when the Docker SDK for Python is missing;
-    ``what`` names the things examined in a sentence (``bind mounts``), ``objects`` what Docker holds
+    ``report`` raises MissingDockerSdk when the Docker SDK for Python is missing; ``what`` names
+    the things examined in a sentence (``bind mounts``), ``objects`` what Docker holds
     of them (``containers``).
     """
     try:
         return report().as_dict()
-    except missing_sdk as exc:
+    except MissingDockerSdk as exc:
         raise DetectionError(
             missing_required_lib("docker", reason=f"to examine the {objects} of the Docker daemon at {exc}"),
             exception=DOCKER_SDK_IMPORT_ERROR,

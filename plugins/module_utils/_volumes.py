@@ -41,6 +41,7 @@ from ansible_collections.permfix.containers.plugins.module_utils._docker import 
     HAS_DOCKER_SDK,
     DockerEngine,
     DockerEngineError,
+    MissingDockerSdk,
     NotFound,
     connect,
     docker_socket_path,
@@ -104,10 +105,6 @@ MOUNT_OPTIONS: Tuple[str, ...] = ("type", "device", "o")
 
 class VolumeError(Exception):
     """The volume cannot be examined or fixed; the message says why and what to do."""
-
-
-class MissingDockerSdk(Exception):
-    """The Docker daemon is there but the Docker SDK for Python is not."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -626,7 +623,7 @@ def info_request(params: Mapping[str, Any]) -> InfoRequest:
 
 def volume_info(request: InfoRequest, runner: Runner) -> dict[str, Any]:
     """Everything volume_owner_info returns; DetectionError when the volumes cannot be examined."""
-    return examine_engines(lambda: volume_report(request, runner), MissingDockerSdk, "named volumes", "volumes")
+    return examine_engines(lambda: volume_report(request, runner), "named volumes", "volumes")
 
 
 VOLUME_INFO = Detection("named_volume", "volume_owner_info", INFO_ARGUMENT_SPEC, info_request, volume_info, docker_scoped=True)

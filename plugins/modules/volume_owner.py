@@ -191,6 +191,7 @@ from ansible_collections.permfix.containers.plugins.module_utils._docker import 
     DEFAULT_DOCKER_HOST,
     DOCKER_SDK_IMPORT_ERROR,
     DockerEngineError,
+    MissingDockerSdk,
 )
 from ansible_collections.permfix.containers.plugins.module_utils._fixer import (
     DEFAULT_BUSYBOX,
@@ -201,7 +202,6 @@ from ansible_collections.permfix.containers.plugins.module_utils._podman import 
 from ansible_collections.permfix.containers.plugins.module_utils._volumes import (
     ENGINES,
     FixRequest,
-    MissingDockerSdk,
     VolumeError,
     fix_volume,
     parse_owner,
