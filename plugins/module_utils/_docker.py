@@ -44,10 +44,9 @@ except ImportError:  # pragma: no cover - depends on the target
 
 from ansible_collections.permfix.containers.plugins.module_utils._accounts import AccountDatabase
 from ansible_collections.permfix.containers.plugins.module_utils._identity import IdMap, userns_remap_map
-from ansible_collections.permfix.containers.plugins.module_utils._info import DetectionError
+from ansible_collections.permfix.containers.plugins.module_utils._info import DEFAULT_DOCKER_HOST, DetectionError
 from ansible_collections.permfix.containers.plugins.module_utils._subid import SubidError, read_subid_file
 
-DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 DAEMON_JSON = "/etc/docker/daemon.json"
 # Symbolic links followed inside a container when reading a file (/etc/passwd -> ...).
 MAX_LINKS = 8

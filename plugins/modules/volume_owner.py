@@ -182,13 +182,11 @@ notes:
   sample: []
 """
 
-import os
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.permfix.containers.plugins.module_utils._docker import (
-    DEFAULT_DOCKER_HOST,
     DOCKER_SDK_IMPORT_ERROR,
     DockerEngineError,
     MissingDockerSdk,
@@ -198,6 +196,7 @@ from ansible_collections.permfix.containers.plugins.module_utils._fixer import (
     DEFAULT_FIXER_IMAGE,
     FixerError,
 )
+from ansible_collections.permfix.containers.plugins.module_utils._info import DOCKER_ARGUMENT_SPEC, OptionError, docker_options
 from ansible_collections.permfix.containers.plugins.module_utils._podman import PodmanError, module_runner
 from ansible_collections.permfix.containers.plugins.module_utils._volumes import (
     ENGINES,
@@ -210,12 +209,12 @@ from ansible_collections.permfix.containers.plugins.module_utils._volumes import
 
 def build_request(module: AnsibleModule) -> FixRequest:
     params = module.params
-    docker_host = params["docker_host"] or os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST
-    if not docker_host.startswith("unix://"):
-        module.fail_json(msg=f"docker_host must be a unix:// address such as {DEFAULT_DOCKER_HOST}, not {docker_host!r}")
-    for key in ("timeout", "fixer_timeout"):
-        if params[key] <= 0:
-            module.fail_json(msg=f"{key} must be a positive number of seconds")
+    try:
+        docker_host, timeout = docker_options(params)
+    except OptionError as exc:
+        module.fail_json(msg=str(exc))
+    if params["fixer_timeout"] <= 0:
+        module.fail_json(msg="fixer_timeout must be a positive number of seconds")
     if params["sample_size"] < 0:
         module.fail_json(msg="sample_size cannot be negative")
     if params["podman_user"] and params["engine"] != "podman":
@@ -236,7 +235,7 @@ def build_request(module: AnsibleModule) -> FixRequest:
         busybox_path=params["busybox_path"],
         stop_containers=params["stop_containers"],
         docker_host=docker_host,
-        timeout=params["timeout"],
+        timeout=timeout,
         fixer_timeout=params["fixer_timeout"],
         sample_size=params["sample_size"],
     )
@@ -253,8 +252,7 @@ def main() -> None:
             "pull": {"type": "bool", "default": True},
             "busybox_path": {"type": "path", "default": DEFAULT_BUSYBOX},
             "stop_containers": {"type": "bool", "default": False},
-            "docker_host": {"type": "str"},
-            "timeout": {"type": "int", "default": 60},
+            **DOCKER_ARGUMENT_SPEC,
             "fixer_timeout": {"type": "int", "default": 600},
             "sample_size": {"type": "int", "default": 10},
         },
