@@ -73,7 +73,7 @@ DIRS_PER_GROUP = 100
 ENGINE_CHILD = r"""
 import json, resource, sys, time
 sys.path.insert(0, sys.argv[1])
-from ansible_collections.permfix.containers.plugins.module_utils import _ownership as o
+from ansible_collections.permfix.containers.plugins.module_utils._engines import walk as o
 what, path, uid, gid, workers = sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
 start = time.perf_counter()
 options = o.WalkOptions(refuse_protected=False, workers=workers)

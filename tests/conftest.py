@@ -8,9 +8,8 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 import permfix_testlib as lib
+import pytest
 
 # Make ansible_collections.permfix.containers importable for unit tests.
 sys.path.insert(0, str(lib.collections_dir()))

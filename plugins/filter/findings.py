@@ -10,8 +10,10 @@ from typing import Any, Optional
 
 from ansible.errors import AnsibleFilterError
 from ansible.module_utils.common.text.converters import to_native
-
-from ansible_collections.permfix.containers.plugins.module_utils._findings import CLASSES, SEVERITIES
+from ansible_collections.permfix.containers.plugins.module_utils._core.findings import (
+    CLASSES,
+    SEVERITIES,
+)
 
 try:
     import jmespath

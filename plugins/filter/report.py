@@ -7,8 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from ansible.errors import AnsibleFilterError
-
-from ansible_collections.permfix.containers.plugins.module_utils._report import (
+from ansible_collections.permfix.containers.plugins.module_utils._core.report import (
     build_report,
     finding_lines,
     render_markdown,

@@ -216,10 +216,13 @@ errors:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.permfix.containers.plugins.module_utils._audit import argument_spec, audit, audit_request
-from ansible_collections.permfix.containers.plugins.module_utils._info import OptionError
-from ansible_collections.permfix.containers.plugins.module_utils._podman import module_runner
+from ansible_collections.permfix.containers.plugins.module_utils._classes.audit import (
+    argument_spec,
+    audit,
+    audit_request,
+)
+from ansible_collections.permfix.containers.plugins.module_utils._core.errors import OptionError
+from ansible_collections.permfix.containers.plugins.module_utils._core.runner import module_runner
 
 
 def main() -> None:

@@ -234,9 +234,8 @@ containers_examined:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.permfix.containers.plugins.module_utils._bind_mounts import BIND_MOUNT_INFO
-from ansible_collections.permfix.containers.plugins.module_utils._info import run_detection
+from ansible_collections.permfix.containers.plugins.module_utils._classes.bind_mount import BIND_MOUNT_INFO
+from ansible_collections.permfix.containers.plugins.module_utils._core.contracts import run_detection
 
 
 def main() -> None:

@@ -72,9 +72,8 @@ notes:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.permfix.containers.plugins.module_utils._engines import ENGINE_INFO
-from ansible_collections.permfix.containers.plugins.module_utils._info import run_detection
+from ansible_collections.permfix.containers.plugins.module_utils._core.contracts import run_detection
+from ansible_collections.permfix.containers.plugins.module_utils._engines.detect import ENGINE_INFO
 
 
 def main() -> None:

@@ -312,19 +312,18 @@ summary:
 from typing import Any, Dict, List
 
 from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.permfix.containers.plugins.module_utils._owner_spec import (
-    OwnerSpecError,
-    parse_from,
-    parse_id,
-)
-from ansible_collections.permfix.containers.plugins.module_utils._ownership import (
+from ansible_collections.permfix.containers.plugins.module_utils._engines.walk import (
     OwnershipError,
     OwnershipReport,
     Target,
     WalkOptions,
     fix,
     scan,
+)
+from ansible_collections.permfix.containers.plugins.module_utils._host.owner_spec import (
+    OwnerSpecError,
+    parse_from,
+    parse_id,
 )
 
 ARGUMENT_SPEC: Dict[str, Any] = {

@@ -206,21 +206,22 @@ migrate:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.permfix.containers.plugins.module_utils._podman import module_runner
-from ansible_collections.permfix.containers.plugins.module_utils._subid import (
-    HIGHEST_ID,
-    INFO_PATH_OPTIONS,
-    KINDS,
+from ansible_collections.permfix.containers.plugins.module_utils._classes.subid_fix import (
     MIGRATE_ALWAYS,
     MIGRATE_NEVER,
     MIGRATE_ON_CHANGE,
-    EnsureRequest,
     EnsureResult,
+    SubidFixRequest,
+    ensure_subids,
+)
+from ansible_collections.permfix.containers.plugins.module_utils._core.jsonsafe import json_safe
+from ansible_collections.permfix.containers.plugins.module_utils._core.numbers import ID_MAX
+from ansible_collections.permfix.containers.plugins.module_utils._core.runner import module_runner
+from ansible_collections.permfix.containers.plugins.module_utils._host.subid_file import (
+    INFO_PATH_OPTIONS,
+    KINDS,
     SubidError,
     SubidPaths,
-    ensure_subids,
-    json_safe,
     subid_paths,
     union_size,
 )
@@ -268,10 +269,10 @@ def main() -> None:
     argument_spec.update({name: {"type": "path", "default": default} for name, default in INFO_PATH_OPTIONS.items()})
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     params = module.params
-    if params["count"] is not None and not 1 <= params["count"] <= HIGHEST_ID:
-        module.fail_json(msg=f"count must be between 1 and {HIGHEST_ID}, not {params['count']}")
+    if params["count"] is not None and not 1 <= params["count"] <= ID_MAX:
+        module.fail_json(msg=f"count must be between 1 and {ID_MAX}, not {params['count']}")
     paths = subid_paths(params)
-    request = EnsureRequest(
+    request = SubidFixRequest(
         user=params["name"],
         counts=None if params["count"] is None else {kind: params["count"] for kind in KINDS},
         paths=paths,

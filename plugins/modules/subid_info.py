@@ -225,9 +225,8 @@ bounds:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.permfix.containers.plugins.module_utils._info import run_detection
-from ansible_collections.permfix.containers.plugins.module_utils._subid import SUBID_INFO
+from ansible_collections.permfix.containers.plugins.module_utils._classes.subid import SUBID_INFO
+from ansible_collections.permfix.containers.plugins.module_utils._core.contracts import run_detection
 
 
 def main() -> None:

@@ -206,26 +206,25 @@ notes:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.permfix.containers.plugins.module_utils._podman import module_runner
-from ansible_collections.permfix.containers.plugins.module_utils._ports import (
-    FIX_ARGUMENT_SPEC,
+from ansible_collections.permfix.containers.plugins.module_utils._classes.unprivileged_port import (
+    PORT_FIX_ARGUMENT_SPEC,
     PortsError,
-    SysctlError,
     fix_actions,
     fix_diff,
     inspect_host,
     plan_fix,
 )
-from ansible_collections.permfix.containers.plugins.module_utils._sysctl import (
+from ansible_collections.permfix.containers.plugins.module_utils._core.runner import module_runner
+from ansible_collections.permfix.containers.plugins.module_utils._host.sysctl import (
     UNPRIVILEGED_PORT_KEY,
-    apply_changes,
+    SysctlError,
+    apply_file_changes,
     write_runtime,
 )
 
 
 def main() -> None:
-    module = AnsibleModule(argument_spec=FIX_ARGUMENT_SPEC, supports_check_mode=True)
+    module = AnsibleModule(argument_spec=PORT_FIX_ARGUMENT_SPEC, supports_check_mode=True)
     params = module.params
     try:
         state = inspect_host(
@@ -250,7 +249,7 @@ def main() -> None:
             if plan.runtime_changes and plan.runtime_after is not None:
                 write_runtime(params["proc_path"], plan.runtime_after)
             try:
-                apply_changes(plan.changes)
+                apply_file_changes(plan.changes)
             except SysctlError as exc:
                 if plan.runtime_changes and plan.runtime_before is not None:
                     try:

@@ -239,9 +239,8 @@ notes:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.permfix.containers.plugins.module_utils._info import run_detection
-from ansible_collections.permfix.containers.plugins.module_utils._ports import PORT_INFO
+from ansible_collections.permfix.containers.plugins.module_utils._classes.unprivileged_port import PORT_INFO
+from ansible_collections.permfix.containers.plugins.module_utils._core.contracts import run_detection
 
 
 def main() -> None:

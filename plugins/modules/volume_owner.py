@@ -185,29 +185,33 @@ notes:
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-
-from ansible_collections.permfix.containers.plugins.module_utils._docker import (
+from ansible_collections.permfix.containers.plugins.module_utils._classes.named_volume_fix import (
+    VolumeFixRequest,
+    fix_volume,
+)
+from ansible_collections.permfix.containers.plugins.module_utils._core.errors import OptionError
+from ansible_collections.permfix.containers.plugins.module_utils._core.runner import module_runner
+from ansible_collections.permfix.containers.plugins.module_utils._engines.docker import (
+    DOCKER_ARGUMENT_SPEC,
     DOCKER_SDK_IMPORT_ERROR,
     DockerEngineError,
     MissingDockerSdk,
+    docker_options,
 )
-from ansible_collections.permfix.containers.plugins.module_utils._fixer import (
+from ansible_collections.permfix.containers.plugins.module_utils._engines.fixer import (
     DEFAULT_BUSYBOX,
     DEFAULT_FIXER_IMAGE,
     FixerError,
 )
-from ansible_collections.permfix.containers.plugins.module_utils._info import DOCKER_ARGUMENT_SPEC, OptionError, docker_options
-from ansible_collections.permfix.containers.plugins.module_utils._podman import PodmanError, module_runner
-from ansible_collections.permfix.containers.plugins.module_utils._volumes import (
-    ENGINES,
-    FixRequest,
+from ansible_collections.permfix.containers.plugins.module_utils._engines.podman import PodmanError
+from ansible_collections.permfix.containers.plugins.module_utils._engines.scopes import ENGINES
+from ansible_collections.permfix.containers.plugins.module_utils._engines.volumes import (
     VolumeError,
-    fix_volume,
     parse_owner,
 )
 
 
-def build_request(module: AnsibleModule) -> FixRequest:
+def build_request(module: AnsibleModule) -> VolumeFixRequest:
     params = module.params
     try:
         docker_host, timeout = docker_options(params)
@@ -225,7 +229,7 @@ def build_request(module: AnsibleModule) -> FixRequest:
             owner = parse_owner(params["owner"])
         except ValueError as exc:
             module.fail_json(msg=str(exc))
-    return FixRequest(
+    return VolumeFixRequest(
         volume=params["volume"],
         engine=params["engine"],
         podman_user=params["podman_user"],

@@ -166,9 +166,8 @@ notes:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.permfix.containers.plugins.module_utils._info import run_detection
-from ansible_collections.permfix.containers.plugins.module_utils._volumes import VOLUME_INFO
+from ansible_collections.permfix.containers.plugins.module_utils._classes.named_volume import VOLUME_INFO
+from ansible_collections.permfix.containers.plugins.module_utils._core.contracts import run_detection
 
 
 def main() -> None:

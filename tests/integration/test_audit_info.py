@@ -10,9 +10,8 @@ import shutil
 import socket
 from typing import Any
 
-import pytest
-
 import permfix_testlib as lib
+import pytest
 
 CONTAINER_UID = 4321
 SINGLE = (("subid_info", "subid"), ("unprivileged_port_info", "unprivileged_port"),

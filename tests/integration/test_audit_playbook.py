@@ -10,9 +10,8 @@ import json
 import os
 from pathlib import Path
 
-import pytest
-
 import permfix_testlib as lib
+import pytest
 
 AUDIT = lib.REPO_ROOT / "playbooks" / "audit.yml"
 

@@ -12,9 +12,8 @@ import tempfile
 from collections.abc import Iterator
 from typing import Any, Callable
 
-import pytest
-
 import permfix_testlib as lib
+import pytest
 
 SUBID_LOW, SUBID_HIGH, SUBID_BLOCK = 100000, 600100000, 65536
 

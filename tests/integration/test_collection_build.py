@@ -10,9 +10,8 @@ import os
 import subprocess
 import tarfile
 
-import pytest
-
 import permfix_testlib as lib
+import pytest
 
 MODULES = sorted(path.stem for path in (lib.REPO_ROOT / "plugins" / "modules").glob("*.py"))
 FILTERS = ["report", "report_markdown", "report_summary", "report_findings"]

@@ -13,9 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import ansible_runner
-import pytest
-
 import permfix_testlib as lib
+import pytest
 
 AUDIT = lib.REPO_ROOT / "playbooks" / "audit.yml"
 REMEDIATE = lib.REPO_ROOT / "playbooks" / "remediate.yml"

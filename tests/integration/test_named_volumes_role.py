@@ -7,9 +7,8 @@ from __future__ import annotations
 import os
 import time
 
-import test_volume_owner as shared
-
 import permfix_testlib as lib
+import test_volume_owner as shared
 
 # Fixtures and helpers of the volume_owner tests.
 docker_volume = shared.docker_volume

@@ -25,10 +25,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Callable
 
-import pytest
-
 import permfix_testlib as lib
-from ansible_collections.permfix.containers.plugins.module_utils._ownership import (
+import pytest
+from ansible_collections.permfix.containers.plugins.module_utils._engines.walk import (
     OwnershipError,
     Target,
     WalkOptions,
@@ -471,7 +470,7 @@ def test_unlistable_directory_is_reported_for_an_unprivileged_caller(area: Path,
     os.chmod(closed, 0o700)
     program = (
         "import sys, json; sys.path.insert(0, sys.argv[1]);"
-        "from ansible_collections.permfix.containers.plugins.module_utils._ownership import scan, Target;"
+        "from ansible_collections.permfix.containers.plugins.module_utils._engines.walk import scan, Target;"
         f"r = scan(sys.argv[2], Target(uid={user.uid}, gid={user.gid}));"
         "print(json.dumps(r.as_dict()))"
     )

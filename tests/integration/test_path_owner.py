@@ -17,9 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-import pytest
-
 import permfix_testlib as lib
+import pytest
 
 
 @pytest.fixture

@@ -12,9 +12,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 import permfix_testlib as lib
+import pytest
 
 PASSWD = (
     "root:x:0:0:root:/root:/bin/bash\n"

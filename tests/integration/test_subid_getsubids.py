@@ -12,19 +12,18 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
 import permfix_testlib as lib
-from ansible_collections.permfix.containers.plugins.module_utils._accounts import AccountDatabase
-from ansible_collections.permfix.containers.plugins.module_utils._subid import (
+from ansible_collections.permfix.containers.plugins.module_utils._host.accounts import AccountDatabase
+from ansible_collections.permfix.containers.plugins.module_utils._host.subid_file import (
     SUBGID,
     SUBUID,
-    IdRange,
     SubidFile,
+    SubRange,
     parse_getsubids,
     parse_subid,
 )
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 NAMES = ["alpha", "beta"]  # not accounts: getsubids matches them literally
 
@@ -41,7 +40,7 @@ done
 
 
 def getsubids_on(subuid: Path, subgid: Path, owners: list) -> dict:
-    """{(kind, owner): [IdRange]} as getsubids reports them for these files."""
+    """{(kind, owner): [SubRange]} as getsubids reports them for these files."""
     proc = subprocess.run(
         ["unshare", "-m", "--propagation", "private", "sh", "-c", SCRIPT, "sh", str(subuid), str(subgid), *owners],
         capture_output=True, text=True, check=True, timeout=120,
@@ -107,10 +106,10 @@ def test_the_parser_reads_every_odd_line_as_getsubids_does(make_user, tmp_path: 
         assert theirs[("subuid", owner)] == ours(text, SUBUID, owner, db), owner
         assert theirs[("subgid", owner)] == ours(gid_text, SUBGID, owner, db), owner
     # and the interesting ones, spelled out
-    assert theirs[("subuid", "alpha")][:3] == [IdRange(100000, 65536), IdRange(300000, 5), IdRange(500000, 0)]
-    assert IdRange(2**64 - 5, 10) in theirs[("subuid", "alpha")]
-    assert IdRange(800000, 8) in theirs[("subuid", "alpha")]
-    assert theirs[("subuid", user.name)] == [IdRange(1400000, 7), IdRange(1500000, 9)]
+    assert theirs[("subuid", "alpha")][:3] == [SubRange(100000, 65536), SubRange(300000, 5), SubRange(500000, 0)]
+    assert SubRange(2**64 - 5, 10) in theirs[("subuid", "alpha")]
+    assert SubRange(800000, 8) in theirs[("subuid", "alpha")]
+    assert theirs[("subuid", user.name)] == [SubRange(1400000, 7), SubRange(1500000, 9)]
 
 
 tokens = st.sampled_from(["alpha", "beta", " alpha", "alpha ", "#alpha", "", "0", "10", "010", "0x1f", "08", "-3",
@@ -142,4 +141,4 @@ def test_the_module_and_getsubids_agree_on_the_real_files(make_user) -> None:
     for user in users:
         for kind, flag in ((SUBUID, []), (SUBGID, ["-g"])):
             real = parse_getsubids(lib.sh("getsubids", *flag, user.name).stdout)
-            assert [IdRange(r["start"], r["count"]) for r in info["users"][user.name][kind]["ranges"]] == real
+            assert [SubRange(r["start"], r["count"]) for r in info["users"][user.name][kind]["ranges"]] == real

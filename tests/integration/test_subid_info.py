@@ -8,9 +8,8 @@ import os
 import shutil
 from pathlib import Path
 
-import pytest
-
 import permfix_testlib as lib
+import pytest
 
 
 def files(tmp_path: Path, subuid: str, subgid: str, passwd: str, group: str = "") -> dict:

@@ -20,9 +20,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 import permfix_testlib as lib
+import pytest
 
 KEY = "net.ipv4.ip_unprivileged_port_start"
 PROC = "/proc/sys/net/ipv4/ip_unprivileged_port_start"

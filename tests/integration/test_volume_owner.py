@@ -15,10 +15,9 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any, Callable, Optional
 
+import permfix_testlib as lib
 import pytest
 from test_bind_mount_info import rootless_user
-
-import permfix_testlib as lib
 
 LABEL_VOLUME = "permfix.containers.volume"
 POPULATE = "mkdir -p /v/a/b && echo x > /v/a/b/f && touch /v/g && ln -s /etc/passwd /v/lnk && chown -R 1000:1000 /v && chown -h 1000:1000 /v/lnk"

@@ -32,9 +32,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from typing import Any, Optional
 
-import pytest
-
 import permfix_testlib as lib
+import pytest
 
 # The mountpoints the private namespace covers; the host's view of them must never change.
 HIDDEN = ("/run/docker", "/run/containerd", "/etc/docker")

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import subprocess
 
-import pytest
-
 import permfix_testlib as lib
+import pytest
 
 pytestmark = [pytest.mark.lint, pytest.mark.slow]
 

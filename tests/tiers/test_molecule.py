@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import subprocess
 
-import pytest
-
 import permfix_testlib as lib
+import pytest
 
 pytestmark = [pytest.mark.molecule, pytest.mark.slow]
 

@@ -8,9 +8,8 @@ import os
 import re
 import subprocess
 
-import pytest
-
 import permfix_testlib as lib
+import pytest
 
 pytestmark = [pytest.mark.sanity, pytest.mark.slow]
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import pytest
 from ansible.errors import AnsibleFilterError
-
 from ansible_collections.permfix.containers.plugins.filter.findings import FilterModule, select_expression
-from ansible_collections.permfix.containers.plugins.module_utils._findings import make_finding
-from ansible_collections.permfix.containers.plugins.module_utils._report import build_report
+from ansible_collections.permfix.containers.plugins.module_utils._core.findings import make_finding
+from ansible_collections.permfix.containers.plugins.module_utils._core.report import build_report
 
 FILTERS = FilterModule().filters()
 

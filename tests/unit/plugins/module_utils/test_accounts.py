@@ -5,13 +5,13 @@
 from __future__ import annotations
 
 import pytest
-
-from ansible_collections.permfix.containers.plugins.module_utils._accounts import (
+from ansible_collections.permfix.containers.plugins.module_utils._core.numbers import parse_c_number
+from ansible_collections.permfix.containers.plugins.module_utils._host.access import IdentityError, resolve_identity
+from ansible_collections.permfix.containers.plugins.module_utils._host.accounts import (
     AccountDatabase,
     AccountsError,
     ids_within,
     login_defs_int,
-    parse_c_number,
     parse_group,
     parse_login_defs,
     parse_passwd,
@@ -126,13 +126,14 @@ def test_lookups_by_name_uid_and_numbers() -> None:
     ],
 )
 def test_container_user_specs(spec: str, expected) -> None:
-    assert AccountDatabase.from_text(PASSWD, GROUP).resolve_user_spec(spec) == expected
+    identity = resolve_identity(spec, AccountDatabase.from_text(PASSWD, GROUP))
+    assert (identity.uid, identity.gid) == expected
 
 
-@pytest.mark.parametrize("spec", ["nosuch", "app:nosuch", ":1"])
+@pytest.mark.parametrize("spec", ["nosuch", "app:nosuch"])
 def test_unknown_names_in_user_specs(spec: str) -> None:
-    with pytest.raises(KeyError):
-        AccountDatabase.from_text(PASSWD, GROUP).resolve_user_spec(spec)
+    with pytest.raises(IdentityError):
+        resolve_identity(spec, AccountDatabase.from_text(PASSWD, GROUP))
 
 
 def test_ids_within_is_half_open() -> None:

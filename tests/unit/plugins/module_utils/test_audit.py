@@ -9,9 +9,8 @@ import socket
 from typing import Any
 
 import pytest
-
-from ansible_collections.permfix.containers.plugins.module_utils import _audit
-from ansible_collections.permfix.containers.plugins.module_utils._audit import (
+from ansible_collections.permfix.containers.plugins.module_utils._classes import audit as _audit
+from ansible_collections.permfix.containers.plugins.module_utils._classes.audit import (
     DETECTIONS,
     AuditRequest,
     argument_spec,
@@ -20,16 +19,17 @@ from ansible_collections.permfix.containers.plugins.module_utils._audit import (
     detection_params,
     docker_problem,
 )
-from ansible_collections.permfix.containers.plugins.module_utils._bind_mounts import BIND_MOUNT_INFO
-from ansible_collections.permfix.containers.plugins.module_utils._engines import EngineReport
-from ansible_collections.permfix.containers.plugins.module_utils._info import (
-    DEFAULT_DOCKER_HOST,
-    Detection,
+from ansible_collections.permfix.containers.plugins.module_utils._classes.bind_mount import BIND_MOUNT_INFO
+from ansible_collections.permfix.containers.plugins.module_utils._classes.named_volume import VOLUME_INFO
+from ansible_collections.permfix.containers.plugins.module_utils._classes.subid import SUBID_INFO
+from ansible_collections.permfix.containers.plugins.module_utils._core.contracts import Detection
+from ansible_collections.permfix.containers.plugins.module_utils._core.errors import (
     DetectionError,
     OptionError,
 )
-from ansible_collections.permfix.containers.plugins.module_utils._subid import HIGHEST_ID, SUBID_INFO
-from ansible_collections.permfix.containers.plugins.module_utils._volumes import VOLUME_INFO
+from ansible_collections.permfix.containers.plugins.module_utils._core.numbers import ID_MAX
+from ansible_collections.permfix.containers.plugins.module_utils._engines.detect import EngineReport
+from ansible_collections.permfix.containers.plugins.module_utils._engines.docker import DEFAULT_DOCKER_HOST
 
 NAMES = ("subid", "unprivileged_port", "bind_mount", "named_volume")
 MISSING_SOCKET = "unix:///nonexistent/permfix/docker.sock"
@@ -223,7 +223,7 @@ def test_detection_params_map_audit_options_onto_the_single_module(detection, va
 
 
 @pytest.mark.parametrize("values, message", [
-    ({"subid_min_count": -1}, f"min_count must be between 0 and {HIGHEST_ID}, not -1"),
+    ({"subid_min_count": -1}, f"min_count must be between 0 and {ID_MAX}, not -1"),
     ({"unprivileged_ports": [70000]}, "ports must be port numbers from 1 to 65535; 70000 is not"),
     ({"bind_mount_allowed_roots": ["srv"]}, "allowed_roots must be absolute paths, not 'srv'"),
     ({"bind_mount_specs": [{"path": "/srv/x", "uid": "5", "gid": "x", "rootless_user": "app", "access": "rw"}]},

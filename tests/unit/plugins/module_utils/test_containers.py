@@ -13,23 +13,22 @@ from pathlib import Path
 from typing import Any, Optional
 
 import pytest
-
-from ansible_collections.permfix.containers.plugins.module_utils import _podman
-from ansible_collections.permfix.containers.plugins.module_utils._containers import (
+from ansible_collections.permfix.containers.plugins.module_utils._engines import podman as _podman
+from ansible_collections.permfix.containers.plugins.module_utils._engines.containers import (
     container_from_docker,
     container_from_podman,
-    in_host_namespaces,
     podman_containers,
     podman_read_file,
-    read_proc_maps,
-    rootless_namespace,
 )
-from ansible_collections.permfix.containers.plugins.module_utils._identity import (
+from ansible_collections.permfix.containers.plugins.module_utils._engines.podman import PodmanError, rootless_namespace
+from ansible_collections.permfix.containers.plugins.module_utils._host.accounts import Account
+from ansible_collections.permfix.containers.plugins.module_utils._host.idmap import (
     IDENTITY,
+    in_host_namespaces,
     parse_colon_map,
+    read_proc_maps,
     rootless_map,
 )
-from ansible_collections.permfix.containers.plugins.module_utils._podman import Account, PodmanError
 
 # Trimmed from real inspect output on Docker 20.10 and podman 4.3.1.
 DOCKER_INSPECT = {

@@ -13,16 +13,17 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-
-from ansible_collections.permfix.containers.plugins.module_utils._bind_mounts import (
-    Request,
+from ansible_collections.permfix.containers.plugins.module_utils._classes.bind_mount import (
+    BindMountInfoRequest,
     Spec,
     _merge_plan,
     bind_mount_report,
+)
+from ansible_collections.permfix.containers.plugins.module_utils._core.findings import validate_finding
+from ansible_collections.permfix.containers.plugins.module_utils._host.paths import (
     human_homes,
     placement_problem,
 )
-from ansible_collections.permfix.containers.plugins.module_utils._findings import validate_finding
 
 
 def no_runner(argv: Any, cwd: Any) -> tuple[int, str, str]:
@@ -127,7 +128,7 @@ def area() -> Iterator[str]:
 
 def report(area: str, *specs: Spec, **kwargs: Any) -> dict[str, Any]:
     kwargs.setdefault("allowed_roots", (area,))
-    request = Request(engines=(), specs=specs, **kwargs)
+    request = BindMountInfoRequest(engines=(), specs=specs, **kwargs)
     return bind_mount_report(request, no_runner).as_dict()
 
 

@@ -10,10 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from docker.errors import APIError, NotFound
-
-from ansible_collections.permfix.containers.plugins.module_utils._accounts import AccountDatabase
-from ansible_collections.permfix.containers.plugins.module_utils._docker import (
+from ansible_collections.permfix.containers.plugins.module_utils._engines.docker import (
     DockerEngine,
     DockerEngineError,
     RemapSetting,
@@ -26,6 +23,8 @@ from ansible_collections.permfix.containers.plugins.module_utils._docker import 
     remap_maps,
     remap_setting,
 )
+from ansible_collections.permfix.containers.plugins.module_utils._host.accounts import AccountDatabase
+from docker.errors import APIError, NotFound
 
 
 def tar_with(*members: tuple[str, str, bytes]) -> bytes:

@@ -11,8 +11,7 @@ import tarfile
 from typing import Optional
 
 import pytest
-
-from ansible_collections.permfix.containers.plugins.module_utils._fixer import (
+from ansible_collections.permfix.containers.plugins.module_utils._engines.fixer import (
     FixerError,
     _split_tag,
     busybox_tarball,

@@ -12,34 +12,19 @@ import tempfile
 from collections.abc import Iterator
 
 import pytest
-
-from ansible_collections.permfix.containers.plugins.module_utils._accounts import AccountDatabase
-from ansible_collections.permfix.containers.plugins.module_utils._identity import (
-    EXECUTE,
-    IDENTITY,
-    READ,
-    WRITE,
+from ansible_collections.permfix.containers.plugins.module_utils._host.access import (
     HostIdentity,
     IdentityError,
-    IdMap,
-    IdRange,
     PathFacts,
     check_access,
     choose_user,
-    concatenated,
-    keep_id_inner_map,
     needed_access,
-    parse_colon_map,
-    parse_proc_map,
     parse_user_spec,
     path_facts,
-    perm_words,
-    read_acl,
     resolve_identity,
-    rootless_map,
-    userns_remap_map,
 )
-from ansible_collections.permfix.containers.plugins.module_utils._ownership import (
+from ansible_collections.permfix.containers.plugins.module_utils._host.accounts import AccountDatabase
+from ansible_collections.permfix.containers.plugins.module_utils._host.acl import (
     ACL_GROUP,
     ACL_GROUP_OBJ,
     ACL_MASK,
@@ -47,6 +32,21 @@ from ansible_collections.permfix.containers.plugins.module_utils._ownership impo
     ACL_UNDEFINED_ID,
     ACL_USER,
     ACL_USER_OBJ,
+    EXECUTE,
+    READ,
+    WRITE,
+    perm_words,
+    read_acl,
+)
+from ansible_collections.permfix.containers.plugins.module_utils._host.idmap import (
+    IDENTITY,
+    IdMap,
+    IdMapping,
+    concatenated,
+    parse_colon_map,
+    parse_proc_map,
+    rootless_map,
+    userns_remap_map,
 )
 
 # The busybox test image's files, plus a group with members.
@@ -189,19 +189,14 @@ def test_docker_userns_remap(container_id, host_id) -> None:
     assert userns_remap_map([(231072, 65536)]).to_host(container_id) == host_id
 
 
-def test_keep_id_matches_what_podman_reports() -> None:
-    # podman 4.3 inspect of a keep-id container of uid 1002 with 65536 subuids.
-    reported = parse_colon_map(["0:1:1002", "1002:0:1", "1003:1003:64534"])
-    assert keep_id_inner_map(1002, 65537) == reported
-
-
 @pytest.mark.parametrize(
     ("container_id", "host_id"),
     [(1002, 1002), (0, 400000), (1001, 401001), (1003, 401002), (65536, 465535)],
 )
 def test_keep_id_composed_with_the_rootless_namespace(container_id, host_id) -> None:
     outer = rootless_map(1002, [(400000, 65536)])
-    composed = keep_id_inner_map(1002, 65537).compose(outer)
+    # podman 4.3 inspect of a keep-id container of uid 1002 with 65536 subuids (its IDMappings).
+    composed = parse_colon_map(["0:1:1002", "1002:0:1", "1003:1003:64534"]).compose(outer)
     assert composed.to_host(container_id) == host_id
     # What the kernel showed for the same container (/proc/PID/uid_map from the host).
     assert composed == parse_proc_map("0 400000 1002\n1002 1002 1\n1003 401002 64534\n")
@@ -223,8 +218,8 @@ def test_explicit_uidmap_rootless_is_relative_to_the_rootless_namespace() -> Non
 
 
 def test_compose_drops_what_the_outer_namespace_does_not_map() -> None:
-    inner = IdMap([IdRange(0, 65530, 10)])
-    outer = IdMap([IdRange(0, 100000, 65536)])
+    inner = IdMap([IdMapping(0, 65530, 10)])
+    outer = IdMap([IdMapping(0, 100000, 65536)])
     assert inner.compose(outer).lines() == ["0:165530:6"]
 
 

@@ -7,9 +7,15 @@ from __future__ import annotations
 import struct
 
 import pytest
-
-from ansible_collections.permfix.containers.plugins.module_utils import _ownership as o
-from ansible_collections.permfix.containers.plugins.module_utils._ownership import (
+from ansible_collections.permfix.containers.plugins.module_utils._engines import walk as o
+from ansible_collections.permfix.containers.plugins.module_utils._engines.walk import (
+    OwnershipError,
+    OwnershipReport,
+    Sample,
+    Target,
+)
+from ansible_collections.permfix.containers.plugins.module_utils._host import acl, paths
+from ansible_collections.permfix.containers.plugins.module_utils._host.acl import (
     ACL_GROUP,
     ACL_GROUP_OBJ,
     ACL_MASK,
@@ -18,17 +24,15 @@ from ansible_collections.permfix.containers.plugins.module_utils._ownership impo
     ACL_USER,
     ACL_USER_OBJ,
     AclError,
-    OwnershipError,
-    OwnershipReport,
-    Sample,
-    Target,
     acl_from_mode,
     acl_grant,
     acl_text,
     build_acl,
-    normalize_path,
     parse_acl,
     plan_acl,
+)
+from ansible_collections.permfix.containers.plugins.module_utils._host.paths import (
+    normalize_path,
     refusal_reason,
 )
 
@@ -126,7 +130,7 @@ def test_host_protected_paths_reads_configuration(tmp_path) -> None:
         '[storage]\ndriver = "overlay"\ngraphroot = "/data/containers"\nrunroot = "/run/c"\n'
         'rootless_storage_path = "$HOME/.local/x"\n'
     )
-    homes, storage = o.host_protected_paths(etc=str(tmp_path))
+    homes, storage = paths.host_protected_paths(etc=str(tmp_path))
     assert "/root" in homes or homes  # the host's own users are listed
     assert "/data/docker" in storage
     assert "/data/containers" in storage
@@ -327,7 +331,7 @@ def test_plan_acl_from_nothing(mode: int, access_perm: int, has_default: bool) -
         assert (ACL_OTHER, U, mode & 7) in default
         assert (ACL_MASK, U, 7) in default
     assert "user:1000:---" in plan.before
-    assert f"user:1000:{o._PERM_TEXT[access_perm]}" in plan.after
+    assert f"user:1000:{acl._PERM_TEXT[access_perm]}" in plan.after
 
 
 def test_plan_acl_nothing_to_do_when_granted() -> None:

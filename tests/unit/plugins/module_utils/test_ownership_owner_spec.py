@@ -7,11 +7,9 @@ from __future__ import annotations
 from typing import Optional
 
 import pytest
-
-from ansible_collections.permfix.containers.plugins.module_utils._owner_spec import (
-    ID_MAX,
+from ansible_collections.permfix.containers.plugins.module_utils._core.numbers import ID_MAX
+from ansible_collections.permfix.containers.plugins.module_utils._host.owner_spec import (
     OwnerSpecError,
-    format_owner,
     parse_from,
     parse_id,
 )
@@ -109,10 +107,3 @@ def test_parse_from(spec, expected: tuple) -> None:
 def test_parse_from_errors(spec: str, message: str) -> None:
     with pytest.raises(OwnerSpecError, match=message):
         parse_from(spec, users, groups)
-
-
-@pytest.mark.parametrize(
-    ("uid", "gid", "text"), [(1, 2, "1:2"), (1, None, "1"), (None, 2, ":2"), (None, None, "")]
-)
-def test_format_owner(uid: Optional[int], gid: Optional[int], text: str) -> None:
-    assert format_owner(uid, gid) == text

@@ -6,9 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from ansible_collections.permfix.containers.plugins.module_utils._findings import make_finding
-from ansible_collections.permfix.containers.plugins.module_utils._report import (
+from ansible_collections.permfix.containers.plugins.module_utils._core.findings import make_finding
+from ansible_collections.permfix.containers.plugins.module_utils._core.report import (
     build_report,
     finding_lines,
     render_markdown,

@@ -7,9 +7,13 @@ from __future__ import annotations
 import struct
 
 import pytest
-
-from ansible_collections.permfix.containers.plugins.module_utils._accounts import AccountDatabase
-from ansible_collections.permfix.containers.plugins.module_utils._subid import (
+from ansible_collections.permfix.containers.plugins.module_utils._classes.subid_fix import (
+    apply_range_changes,
+    plan_user,
+)
+from ansible_collections.permfix.containers.plugins.module_utils._core.numbers import strtoul
+from ansible_collections.permfix.containers.plugins.module_utils._host.accounts import AccountDatabase
+from ansible_collections.permfix.containers.plugins.module_utils._host.subid_file import (
     BLANK,
     COMMENT,
     ENTRY,
@@ -17,10 +21,9 @@ from ansible_collections.permfix.containers.plugins.module_utils._subid import (
     SUBGID,
     SUBUID,
     IdBounds,
-    IdRange,
     SubidError,
     SubidFile,
-    apply_changes,
+    SubRange,
     bounds_from_login_defs,
     capabilities_from_xattr,
     find_overlaps,
@@ -29,11 +32,9 @@ from ansible_collections.permfix.containers.plugins.module_utils._subid import (
     merge_intervals,
     nss_source,
     parse_getsubids,
-    parse_line,
     parse_subid,
-    plan_user,
+    parse_subid_line,
     render,
-    strtoul,
     union_size,
 )
 
@@ -61,36 +62,36 @@ def subid_file(kind: str, text: str) -> SubidFile:
 @pytest.mark.parametrize(
     ("text", "kind", "owner", "rng", "problem"),
     [
-        ("app:100000:65536", ENTRY, "app", IdRange(100000, 65536), None),
-        ("1001:100000:65536", ENTRY, "1001", IdRange(100000, 65536), None),
-        ("app:0:1", ENTRY, "app", IdRange(0, 1), None),
+        ("app:100000:65536", ENTRY, "app", SubRange(100000, 65536), None),
+        ("1001:100000:65536", ENTRY, "1001", SubRange(100000, 65536), None),
+        ("app:0:1", ENTRY, "app", SubRange(0, 1), None),
         ("# app:100000:65536", COMMENT, None, None, None),
         ("   # indented comment", COMMENT, None, None, None),
         ("", BLANK, None, None, None),
         ("  \t ", BLANK, None, None, None),
-        ("app:100000:65536\r", MALFORMED, "app", IdRange(100000, 65536), "carriage return"),
+        ("app:100000:65536\r", MALFORMED, "app", SubRange(100000, 65536), "carriage return"),
         ("app:100000", MALFORMED, "app", None, "expected USER:START:COUNT"),
         ("app", MALFORMED, "app", None, "expected USER:START:COUNT"),
         ("app::65536", MALFORMED, "app", None, "a field is empty"),
-        (":100000:65536", MALFORMED, None, IdRange(100000, 65536), "a field is empty"),
+        (":100000:65536", MALFORMED, None, SubRange(100000, 65536), "a field is empty"),
         ("app:abc:65536", MALFORMED, "app", None, "the start 'abc' is not a number"),
         ("app:100000:lots", MALFORMED, "app", None, "the count 'lots' is not a number"),
-        ("app:100000 :65536", MALFORMED, "app", IdRange(100000, 65536), "the start '100000 ' is not a number"),
-        ("app:08:1", MALFORMED, "app", IdRange(8, 1), "the start '08' is not a number"),
-        ("app:1:99999999999999999999999", MALFORMED, "app", IdRange(1, 99999999999999999999999), "not a number"),
-        ("app: 100000:65536", ENTRY, "app", IdRange(100000, 65536), "is read as 100000"),
-        ("app:100000:010", ENTRY, "app", IdRange(100000, 8), "is read as 8"),
-        ("app:0x186a0:65536", ENTRY, "app", IdRange(100000, 65536), "is read as 100000"),
-        ("app:100000:+5", ENTRY, "app", IdRange(100000, 5), "is read as 5"),
-        ("app:100000:0", ENTRY, "app", IdRange(100000, 0), "empty"),
-        ("app:100000:65536:extra", ENTRY, "app", IdRange(100000, 65536), "after the count"),
-        (" app:100000:65536", ENTRY, " app", IdRange(100000, 65536), "white space"),
-        ("app:4294967290:100", ENTRY, "app", IdRange(4294967290, 100), "past the highest ID"),
-        ("app:-1:1", ENTRY, "app", IdRange(2**64 - 1, 1), "is read as 18446744073709551615"),
+        ("app:100000 :65536", MALFORMED, "app", SubRange(100000, 65536), "the start '100000 ' is not a number"),
+        ("app:08:1", MALFORMED, "app", SubRange(8, 1), "the start '08' is not a number"),
+        ("app:1:99999999999999999999999", MALFORMED, "app", SubRange(1, 99999999999999999999999), "not a number"),
+        ("app: 100000:65536", ENTRY, "app", SubRange(100000, 65536), "is read as 100000"),
+        ("app:100000:010", ENTRY, "app", SubRange(100000, 8), "is read as 8"),
+        ("app:0x186a0:65536", ENTRY, "app", SubRange(100000, 65536), "is read as 100000"),
+        ("app:100000:+5", ENTRY, "app", SubRange(100000, 5), "is read as 5"),
+        ("app:100000:0", ENTRY, "app", SubRange(100000, 0), "empty"),
+        ("app:100000:65536:extra", ENTRY, "app", SubRange(100000, 65536), "after the count"),
+        (" app:100000:65536", ENTRY, " app", SubRange(100000, 65536), "white space"),
+        ("app:4294967290:100", ENTRY, "app", SubRange(4294967290, 100), "past the highest ID"),
+        ("app:-1:1", ENTRY, "app", SubRange(2**64 - 1, 1), "is read as 18446744073709551615"),
     ],
 )
 def test_each_line_is_read_as_shadow_utils_reads_it(text, kind, owner, rng, problem) -> None:
-    line = parse_line(7, text)
+    line = parse_subid_line(7, text)
     assert (line.number, line.kind, line.owner, line.range) == (7, kind, owner, rng)
     if problem is None:
         assert line.problem is None
@@ -139,7 +140,7 @@ def test_a_ten_thousand_user_file_parses_exactly() -> None:
     assert len(lines) == 10000
     assert all(line.canonical for line in lines)
     assert lines[9999].owner == "user9999"
-    assert lines[9999].range == IdRange(100000 + 9999 * 65536, 65536)
+    assert lines[9999].range == SubRange(100000 + 9999 * 65536, 65536)
     assert render(lines) == text
     assert overlaps == []
 
@@ -216,7 +217,7 @@ def test_is_free(occupied, start, count, expected) -> None:
 
 def test_merge_intervals_joins_touching_and_drops_empty() -> None:
     assert merge_intervals([(5, 10), (0, 5), (20, 20), (12, 15), (14, 30)]) == [(0, 10), (12, 30)]
-    assert union_size([IdRange(0, 10), IdRange(5, 10), IdRange(100, 0)]) == 15
+    assert union_size([SubRange(0, 10), SubRange(5, 10), SubRange(100, 0)]) == 15
 
 
 def test_bounds_come_from_login_defs() -> None:
@@ -301,15 +302,15 @@ def test_a_range_below_sub_uid_min_is_not_widened_below_it() -> None:
 def test_apply_changes_rewrites_only_the_widened_line_and_appends() -> None:
     text = "# keep me\r\n\nbob:50:5\ngarbage\napp:100000:1000\nzed:1:1"
     files, result = plan_files(text, "")
-    new = apply_changes(files[SUBUID], "app", result[SUBUID])
+    new = apply_range_changes(files[SUBUID], "app", result[SUBUID])
     assert new == "# keep me\r\n\nbob:50:5\ngarbage\napp:100000:65536\nzed:1:1"
     files, result = plan_files("bob:100000:65536\nzed:1:1", "")
-    assert apply_changes(files[SUBUID], "app", result[SUBUID]) == "bob:100000:65536\nzed:1:1\napp:165536:65536\n"
+    assert apply_range_changes(files[SUBUID], "app", result[SUBUID]) == "bob:100000:65536\nzed:1:1\napp:165536:65536\n"
 
 
 def test_a_numeric_owner_keeps_its_form_when_widened() -> None:
     files, result = plan_files("1001:100000:1000\n", "")
-    assert apply_changes(files[SUBUID], "app", result[SUBUID]) == "1001:100000:65536\n"
+    assert apply_range_changes(files[SUBUID], "app", result[SUBUID]) == "1001:100000:65536\n"
 
 
 # --- sources and helpers ------------------------------------------------------------------
@@ -332,7 +333,7 @@ def test_nss_source(text, source) -> None:
 
 
 def test_getsubids_output() -> None:
-    assert parse_getsubids("0: app 100000 65536\n1: app 300000 10\n") == [IdRange(100000, 65536), IdRange(300000, 10)]
+    assert parse_getsubids("0: app 100000 65536\n1: app 300000 10\n") == [SubRange(100000, 65536), SubRange(300000, 10)]
     assert parse_getsubids("Error fetching ranges\n") == []
 
 
@@ -382,11 +383,13 @@ class FakeUsermod:
 
 
 def test_a_range_taken_by_another_program_at_the_same_moment_is_removed_again(tmp_path) -> None:
-    from ansible_collections.permfix.containers.plugins.module_utils._subid import (
-        Snapshot,
-        SubidPaths,
+    from ansible_collections.permfix.containers.plugins.module_utils._classes.subid_fix import (
         _result,
         _run_usermod,
+    )
+    from ansible_collections.permfix.containers.plugins.module_utils._host.subid_file import (
+        Snapshot,
+        SubidPaths,
     )
 
     (tmp_path / "subuid").write_text("bob:100000:65536\n")
@@ -407,11 +410,13 @@ def test_a_range_taken_by_another_program_at_the_same_moment_is_removed_again(tm
 
 
 def test_usermod_read_back_without_a_race_keeps_the_new_text(tmp_path) -> None:
-    from ansible_collections.permfix.containers.plugins.module_utils._subid import (
-        Snapshot,
-        SubidPaths,
+    from ansible_collections.permfix.containers.plugins.module_utils._classes.subid_fix import (
         _result,
         _run_usermod,
+    )
+    from ansible_collections.permfix.containers.plugins.module_utils._host.subid_file import (
+        Snapshot,
+        SubidPaths,
     )
 
     (tmp_path / "subuid").write_text("bob:100000:65536\n")

@@ -4,27 +4,28 @@
 
 from __future__ import annotations
 
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
-from ansible_collections.permfix.containers.plugins.module_utils._accounts import AccountDatabase
-from ansible_collections.permfix.containers.plugins.module_utils._subid import (
+from ansible_collections.permfix.containers.plugins.module_utils._classes.subid_fix import (
+    apply_range_changes,
+    plan_user,
+)
+from ansible_collections.permfix.containers.plugins.module_utils._host.accounts import AccountDatabase
+from ansible_collections.permfix.containers.plugins.module_utils._host.subid_file import (
     KINDS,
     SUBGID,
     SUBUID,
     IdBounds,
-    IdRange,
     SubidError,
     SubidFile,
-    apply_changes,
+    SubRange,
     find_overlaps,
     first_free,
     merge_intervals,
     parse_subid,
-    plan_user,
     render,
     union_size,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 OWNERS = ["app", "bob", "carol", "1001", "ghost"]
 PASSWD = "".join(
@@ -132,7 +133,7 @@ def test_a_plan_never_overlaps_anything_stays_in_bounds_and_is_idempotent(
                 if line.range is not None and line.range.count > 0 and line.number != change.line:
                     assert not added.overlaps(line.range), (kind, change, line)
             assert not any(added.contains(value) for value in account_ids)
-        new_text = apply_changes(files[kind], "app", plan[kind])
+        new_text = apply_range_changes(files[kind], "app", plan[kind])
         new_lines = parse_subid(new_text)
         widened = {change.line for change in plan[kind] if change.action == "widen"}
         # every line but a widened one keeps its exact text
@@ -148,6 +149,6 @@ def test_a_plan_never_overlaps_anything_stays_in_bounds_and_is_idempotent(
 
 @given(st.integers(0, 60), st.integers(0, 60), st.integers(0, 60), st.integers(0, 60))
 def test_range_overlap_means_shared_ids(a: int, b: int, c: int, d: int) -> None:
-    first, second = IdRange(a, b), IdRange(c, d)
+    first, second = SubRange(a, b), SubRange(c, d)
     shared = set(range(a, a + b)) & set(range(c, c + d))
     assert first.overlaps(second) == second.overlaps(first) == bool(shared)

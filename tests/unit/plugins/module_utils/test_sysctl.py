@@ -11,23 +11,20 @@ from pathlib import Path
 from typing import Optional
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
-from ansible_collections.permfix.containers.plugins.module_utils._sysctl import (
+from ansible_collections.permfix.containers.plugins.module_utils._host.sysctl import (
     DROPIN_NAME,
     KERNEL_DEFAULT_UNPRIVILEGED_PORT,
     MARKER,
     UNPRIVILEGED_PORT_KEY,
     FileChange,
     SysctlError,
-    apply_changes,
+    apply_file_changes,
     atomic_write,
     dropin_content,
     dropin_name_after,
     is_managed,
     list_config_files,
-    parse_line,
+    parse_sysctl_line,
     parse_value,
     plan_dropin,
     plan_in_place,
@@ -37,6 +34,8 @@ from ansible_collections.permfix.containers.plugins.module_utils._sysctl import 
     resolve,
     write_runtime,
 )
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 KEY = UNPRIVILEGED_PORT_KEY
 SUBDIRS = ("etc/sysctl.d", "run/sysctl.d", "usr/local/lib/sysctl.d", "usr/lib/sysctl.d", "lib/sysctl.d")
@@ -105,7 +104,7 @@ def tree(tmp_path: Path) -> Tree:
     ],
 )
 def test_parse_line(line: str, expected: Optional[tuple[str, str, bool]]) -> None:
-    parsed = parse_line(line)
+    parsed = parse_sysctl_line(line)
     if expected is None:
         assert parsed is None
     else:
@@ -310,7 +309,7 @@ def test_plan_dropin_sorts_after_a_later_file_and_replaces_its_old_dropin(tree: 
         ("99-zz-local.permfix-unprivileged-port.conf", "created"),
         (DROPIN_NAME, "removed"),
     ]
-    apply_changes(changes)
+    apply_file_changes(changes)
     assert tree.resolve().value == 80
     assert plan_dropin(tree.resolve(), 80, tree.dirs) == []
 
@@ -374,7 +373,7 @@ def test_plan_in_place_edits_only_the_winning_line(tree: Tree) -> None:
     changes = plan_in_place(tree.resolve(), 80, tree.dirs, tree.conf)
     assert [(c.path, c.action) for c in changes] == [(os.path.realpath(tree.conf), "updated")]
     assert changes[0].after == before.replace(f"  {KEY}\t= 1024  \n", f"  {KEY}\t= 80  \n")
-    apply_changes(changes)
+    apply_file_changes(changes)
     assert os.path.islink(str(tree.root / "etc/sysctl.d/99-sysctl.conf"))
     assert tree.resolve().value == 80
 
@@ -383,7 +382,7 @@ def test_plan_in_place_keeps_undecodable_bytes(tree: Tree) -> None:
     path = tree.root / "etc/sysctl.d/50-local.conf"
     path.write_bytes(b"# \xff\xfe latin-1 \xe9\n" + f"{KEY} = 1024\n".encode())
     changes = plan_in_place(tree.resolve(), 80, tree.dirs, tree.conf)
-    apply_changes(changes)
+    apply_file_changes(changes)
     assert path.read_bytes() == b"# \xff\xfe latin-1 \xe9\n" + f"{KEY} = 80\n".encode()
 
 
@@ -391,7 +390,7 @@ def test_plan_in_place_never_edits_vendor_files(tree: Tree) -> None:
     vendor = tree.write("usr/lib/sysctl.d/50-vendor.conf", f"{KEY} = 1024\n")
     changes = plan_in_place(tree.resolve(), 80, tree.dirs, tree.conf)
     assert [(os.path.basename(c.path), c.action) for c in changes] == [(DROPIN_NAME, "created")]
-    apply_changes(changes)
+    apply_file_changes(changes)
     assert Path(vendor).read_text() == f"{KEY} = 1024\n"
     assert tree.resolve().value == 80
 
@@ -422,14 +421,14 @@ def test_apply_changes_puts_everything_back_when_a_write_fails(tmp_path: Path) -
         FileChange(str(blocker / "x.conf"), None, "x\n", "fails: parent is a file"),
     ]
     with pytest.raises(SysctlError, match="nothing was changed"):
-        apply_changes(changes)
+        apply_file_changes(changes)
     assert first.read_text() == "before\n"
     assert not (tmp_path / "new.conf").exists()
 
 
 def test_apply_changes_creates_the_dropin_directory(tmp_path: Path) -> None:
     path = tmp_path / "etc" / "sysctl.d" / DROPIN_NAME
-    apply_changes([FileChange(str(path), None, dropin_content(KEY, 80), "test")])
+    apply_file_changes([FileChange(str(path), None, dropin_content(KEY, 80), "test")])
     assert path.read_text().startswith(MARKER)
 
 
@@ -489,7 +488,7 @@ def test_after_a_planned_change_the_target_wins(files: list[tuple[str, str, list
         except SysctlError as exc:  # only a foreign file at the drop-in's own name, or hiding one
             assert "dropin_name" in str(exc)
             return
-        apply_changes(changes)
+        apply_file_changes(changes)
         after = tree.resolve()
         assert after.value == target
         assert plan_dropin(after, target, tree.dirs) == []

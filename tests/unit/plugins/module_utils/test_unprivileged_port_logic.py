@@ -8,9 +8,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import pytest
-
-from ansible_collections.permfix.containers.plugins.module_utils._findings import validate_finding
-from ansible_collections.permfix.containers.plugins.module_utils._ports import (
+from ansible_collections.permfix.containers.plugins.module_utils._classes.unprivileged_port import (
     HostState,
     PortsError,
     PublishedPort,
@@ -24,7 +22,8 @@ from ansible_collections.permfix.containers.plugins.module_utils._ports import (
     podman_published_ports,
     unique,
 )
-from ansible_collections.permfix.containers.plugins.module_utils._sysctl import (
+from ansible_collections.permfix.containers.plugins.module_utils._core.findings import validate_finding
+from ansible_collections.permfix.containers.plugins.module_utils._host.sysctl import (
     DROPIN_NAME,
     UNPRIVILEGED_PORT_KEY,
     Runtime,

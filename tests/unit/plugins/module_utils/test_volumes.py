@@ -7,12 +7,9 @@ from __future__ import annotations
 from typing import Any, Optional
 
 import pytest
-
-from ansible_collections.permfix.containers.plugins.module_utils._identity import IDENTITY, IdMap, IdRange
-from ansible_collections.permfix.containers.plugins.module_utils._podman import Account
-from ansible_collections.permfix.containers.plugins.module_utils._volumes import (
-    Observation,
+from ansible_collections.permfix.containers.plugins.module_utils._engines.volumes import (
     Expectation,
+    Observation,
     Volume,
     VolumeUser,
     access_method,
@@ -21,8 +18,14 @@ from ansible_collections.permfix.containers.plugins.module_utils._volumes import
     root_matches,
     volume_from_inspect,
 )
+from ansible_collections.permfix.containers.plugins.module_utils._host.accounts import Account
+from ansible_collections.permfix.containers.plugins.module_utils._host.idmap import (
+    IDENTITY,
+    IdMap,
+    IdMapping,
+)
 
-ROOTLESS = IdMap([IdRange(0, 1001, 1), IdRange(1, 200000, 65536)])
+ROOTLESS = IdMap([IdMapping(0, 1001, 1), IdMapping(1, 200000, 65536)])
 
 
 def docker_inspect(**extra: Any) -> dict[str, Any]:
@@ -132,20 +135,20 @@ def test_root_matches_compares_in_the_right_namespace(in_namespace: bool, uid: i
 
 
 def test_a_non_local_volume_is_reported_as_not_inspectable_and_not_planned() -> None:
-    from ansible_collections.permfix.containers.plugins.module_utils._findings import validate_finding
-    from ansible_collections.permfix.containers.plugins.module_utils._volumes import (
-        EngineScope,
+    from ansible_collections.permfix.containers.plugins.module_utils._classes.named_volume import (
         InfoOutcome,
-        InfoRequest,
+        VolumeInfoRequest,
         _examine,
     )
+    from ansible_collections.permfix.containers.plugins.module_utils._core.findings import validate_finding
+    from ansible_collections.permfix.containers.plugins.module_utils._engines.scopes import EngineScope
 
     def no_commands(argv, cwd):  # the examination must not run anything for a plugin volume
         raise AssertionError(f"unexpected command {argv}")
 
     volume = volume_from_inspect("docker", docker_inspect(Driver="rexray/ebs"))
     outcome = InfoOutcome()
-    _examine(volume, EngineScope("docker"), [], InfoRequest(owners={"pgdata": (999, 999)}), no_commands, outcome)
+    _examine(volume, EngineScope("docker"), [], VolumeInfoRequest(owners={"pgdata": (999, 999)}), no_commands, outcome)
     assert outcome.fix_plan == []
     [finding] = outcome.findings
     assert validate_finding(finding) == []

@@ -7,13 +7,12 @@ from __future__ import annotations
 from typing import Any, Dict
 
 import pytest
-
-from ansible_collections.permfix.containers.plugins.module_utils._owner_spec import OwnerSpecError
-from ansible_collections.permfix.containers.plugins.module_utils._ownership import (
+from ansible_collections.permfix.containers.plugins.module_utils._engines.walk import (
     OwnershipError,
     OwnershipReport,
     Target,
 )
+from ansible_collections.permfix.containers.plugins.module_utils._host.owner_spec import OwnerSpecError
 from ansible_collections.permfix.containers.plugins.modules import path_owner
 
 

@@ -1,13 +1,13 @@
 # Copyright: permfix.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The audit report: report.json (schema permfix.report/v1) and report.md, built on the controller."""
+"""TODO docstring (_report)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
-from ansible_collections.permfix.containers.plugins.module_utils._findings import (
+from ansible_collections.permfix.containers.plugins.module_utils._core.findings import (
     CLASSES,
     SCHEMA,
     SEVERITIES,

@@ -1,27 +1,6 @@
 # Copyright: permfix.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Who a container process is on the host, and whether that identity can use a host path.
-
-Three steps, each pure and unit-tested:
-
-1. :func:`resolve_identity`: the uid, gid and supplementary groups a container process runs
-   with, from its ``User`` setting (``""``, ``name``, ``uid``, ``uid:gid``, ``name:group``)
-   resolved with the container's own /etc/passwd and /etc/group the way runc and crun do
-   (libcontainer's ``GetExecUser``): a numeric user is always a uid; a user without a group
-   gets the passwd entry's gid (0 when the uid has no entry) and the supplementary groups it
-   is a member of in /etc/group; an explicit group replaces the gid and brings no
-   supplementary groups; ``--group-add`` values are added in every case.
-2. :class:`IdMap`: the container's user namespace as ``(inside, outside, length)`` ranges,
-   container ID -> host ID. Built from what the kernel reports for a running container
-   (``/proc/PID/uid_map`` read from the host's namespace), from podman's ``IDMappings``
-   (composed with a rootless user's own namespace), or computed for Docker's
-   ``userns-remap``, rootless podman's default (0 is the user, N is subuid_start+N-1) and
-   ``keep-id``.
-3. :func:`check_access`: the kernel's permission check (owner, POSIX ACL named users, the
-   group class with its mask, other) for the mapped host identity, with the capabilities a
-   container root has (CAP_DAC_OVERRIDE applies only to inodes whose owner and group are
-   mapped into the container's namespace).
-"""
+"""TODO docstring (_identity)."""
 
 from __future__ import annotations
 
@@ -31,47 +10,28 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
-from ansible_collections.permfix.containers.plugins.module_utils._accounts import AccountDatabase
-from ansible_collections.permfix.containers.plugins.module_utils._ownership import (
+from ansible_collections.permfix.containers.plugins.module_utils._core.errors import PermfixError
+from ansible_collections.permfix.containers.plugins.module_utils._core.numbers import ID_MAX
+from ansible_collections.permfix.containers.plugins.module_utils._host.accounts import AccountDatabase
+from ansible_collections.permfix.containers.plugins.module_utils._host.acl import (
     ACL_GROUP,
     ACL_GROUP_OBJ,
     ACL_MASK,
     ACL_OTHER,
     ACL_USER,
-    XATTR_ACCESS,
+    EXECUTE,
+    READ,
+    WRITE,
     AclEntry,
     AclError,
-    parse_acl,
+    perm_text,
+    read_acl,
 )
-
-# The highest valid id (uid_t is 32 bits; (uid_t)-1 is "no id").
-ID_LIMIT = 4294967295
-# The kernel's overflow id: what an unmapped id looks like from inside a namespace.
-OVERFLOW_ID = 65534
-
-READ = 4
-WRITE = 2
-EXECUTE = 1
-_PERM_TEXT = ("---", "--x", "-w-", "-wx", "r--", "r-x", "rw-", "rwx")
+from ansible_collections.permfix.containers.plugins.module_utils._host.idmap import IDENTITY, IdMap
 
 
-class IdentityError(ValueError):
+class IdentityError(PermfixError, ValueError):
     """A container user cannot be resolved; the message names what is missing and where."""
-
-
-def perm_text(perm: int) -> str:
-    """``rwx``-style text for the low three bits of ``perm``."""
-    return _PERM_TEXT[perm & 7]
-
-
-def perm_words(perm: int) -> str:
-    """``read, write and enter`` for the bits of ``perm`` (for messages)."""
-    words = [word for bit, word in ((READ, "read"), (WRITE, "write"), (EXECUTE, "enter")) if perm & bit]
-    if not words:
-        return "use"
-    if len(words) == 1:
-        return words[0]
-    return ", ".join(words[:-1]) + " and " + words[-1]
 
 
 # --------------------------------------------------------------------------------------------
@@ -127,7 +87,7 @@ class ProcessIdentity:
 def _number(text: str) -> Optional[int]:
     if text.isdigit():
         value = int(text)
-        if value < ID_LIMIT:
+        if value <= ID_MAX:
             return value
     return None
 
@@ -150,7 +110,7 @@ def resolve_identity(
     accounts = accounts or AccountDatabase()
     uid_arg = _number(parsed.user) if parsed.user else 0
     if parsed.user and uid_arg is None and parsed.user.isdigit():
-        raise IdentityError(f"user {parsed.user} of {where} is out of range (the highest id is {ID_LIMIT - 1})")
+        raise IdentityError(f"user {parsed.user} of {where} is out of range (the highest id is {ID_MAX})")
     entry = None
     if uid_arg is not None:
         entry = accounts.user_by_uid(uid_arg)
@@ -195,162 +155,6 @@ def resolve_identity(
         groups.append(number)
     unique = tuple(dict.fromkeys(group for group in groups))
     return ProcessIdentity(uid, gid, unique, parsed.text, name)
-
-
-# --------------------------------------------------------------------------------------------
-# 2. User namespaces
-
-
-@dataclass(frozen=True, order=True)
-class IdRange:
-    """``length`` ids: container id ``inside + k`` is host id ``outside + k``."""
-
-    inside: int
-    outside: int
-    length: int
-
-    def text(self) -> str:
-        return f"{self.inside}:{self.outside}:{self.length}"
-
-
-class IdMap:
-    """A user namespace's uid or gid map, container id -> host id."""
-
-    __slots__ = ("ranges",)
-
-    def __init__(self, ranges: Iterable[IdRange] = ()) -> None:
-        self.ranges: Tuple[IdRange, ...] = tuple(sorted(r for r in ranges if r.length > 0))
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, IdMap) and self.ranges == other.ranges
-
-    def __hash__(self) -> int:
-        return hash(self.ranges)
-
-    def __repr__(self) -> str:
-        return f"IdMap({[r.text() for r in self.ranges]})"
-
-    @property
-    def is_identity(self) -> bool:
-        return self.ranges == IDENTITY.ranges
-
-    def to_host(self, value: int) -> Optional[int]:
-        """The host id of container id ``value``, None when the namespace does not map it."""
-        for rng in self.ranges:
-            if rng.inside <= value < rng.inside + rng.length:
-                return rng.outside + (value - rng.inside)
-        return None
-
-    def to_container(self, host_value: int) -> Optional[int]:
-        """The container id that host id ``host_value`` appears as, None when unmapped."""
-        for rng in self.ranges:
-            if rng.outside <= host_value < rng.outside + rng.length:
-                return rng.inside + (host_value - rng.outside)
-        return None
-
-    def maps_host(self, host_value: int) -> bool:
-        return self.to_container(host_value) is not None
-
-    def compose(self, outer: IdMap) -> IdMap:
-        """This map (container -> middle) followed by ``outer`` (middle -> host).
-
-        Parts of this map whose middle ids ``outer`` does not map are dropped, as the
-        kernel would refuse them.
-        """
-        result = []
-        for rng in self.ranges:
-            start, end = rng.outside, rng.outside + rng.length
-            for out in outer.ranges:
-                low = max(start, out.inside)
-                high = min(end, out.inside + out.length)
-                if low < high:
-                    result.append(IdRange(rng.inside + (low - start), out.outside + (low - out.inside), high - low))
-        return IdMap(_merge(result))
-
-    def lines(self) -> list[str]:
-        """``inside:outside:length`` per range (podman's --uidmap syntax), for reports."""
-        return [rng.text() for rng in self.ranges]
-
-
-def _merge(ranges: Sequence[IdRange]) -> list[IdRange]:
-    merged: list[IdRange] = []
-    for rng in sorted(ranges):
-        if merged:
-            last = merged[-1]
-            if last.inside + last.length == rng.inside and last.outside + last.length == rng.outside:
-                merged[-1] = IdRange(last.inside, last.outside, last.length + rng.length)
-                continue
-        merged.append(rng)
-    return merged
-
-
-IDENTITY = IdMap([IdRange(0, 0, ID_LIMIT)])
-
-
-def parse_proc_map(text: str) -> IdMap:
-    """Parse ``/proc/PID/uid_map`` (``inside outside length`` per line)."""
-    ranges = []
-    for line in text.splitlines():
-        fields = line.split()
-        if len(fields) != 3 or not all(field.isdigit() for field in fields):
-            continue
-        ranges.append(IdRange(int(fields[0]), int(fields[1]), int(fields[2])))
-    return IdMap(ranges)
-
-
-def parse_colon_map(entries: Iterable[str]) -> IdMap:
-    """Parse podman's ``IDMappings`` / ``--uidmap`` values (``inside:outside:length``).
-
-    Raises ValueError for an entry that is not three numbers.
-    """
-    ranges = []
-    for entry in entries:
-        parts = str(entry).strip().split(":")
-        if len(parts) != 3 or not all(part.isdigit() for part in parts):
-            raise ValueError(f"id mapping {entry!r} is not inside:outside:length")
-        ranges.append(IdRange(int(parts[0]), int(parts[1]), int(parts[2])))
-    return IdMap(ranges)
-
-
-def concatenated(subranges: Iterable[Tuple[int, int]], first_inside: int = 0) -> IdMap:
-    """Container ids ``first_inside``, ``first_inside + 1``... laid over ``(start, count)``
-    host ranges in the order given (how newuidmap and Docker's userns-remap use
-    /etc/subuid lines)."""
-    ranges = []
-    inside = first_inside
-    for start, count in subranges:
-        if count <= 0:
-            continue
-        ranges.append(IdRange(inside, start, count))
-        inside += count
-    return IdMap(ranges)
-
-
-def userns_remap_map(subranges: Iterable[Tuple[int, int]]) -> IdMap:
-    """Docker's ``userns-remap``: container 0 is the remap user's first subordinate id."""
-    return concatenated(subranges, 0)
-
-
-def rootless_map(host_id: int, subranges: Iterable[Tuple[int, int]]) -> IdMap:
-    """A rootless podman user's namespace: 0 is the user, N is the N-th subordinate id."""
-    return IdMap([IdRange(0, host_id, 1)] + list(concatenated(subranges, 1).ranges))
-
-
-def keep_id_inner_map(user_id: int, size: int) -> IdMap:
-    """podman ``--userns keep-id`` inside the rootless namespace of size ``size``.
-
-    The container's ``user_id`` is the rootless namespace's 0 (the user itself), container ids
-    below it are the namespace's 1..user_id, and the ids above it stay where they are.
-    """
-    ranges = [IdRange(0, 1, min(user_id, size - 1)), IdRange(user_id, 0, 1)]
-    if size > user_id + 1:
-        ranges.append(IdRange(user_id + 1, user_id + 1, size - user_id - 1))
-    return IdMap(ranges)
-
-
-def namespace_size(idmap: IdMap) -> int:
-    """How many ids a map covers."""
-    return sum(rng.length for rng in idmap.ranges)
 
 
 # --------------------------------------------------------------------------------------------
@@ -399,18 +203,6 @@ def file_kind(mode: int) -> str:
         if test(mode):
             return name
     return "unknown"
-
-
-def read_acl(path: str, follow_symlinks: bool = False) -> Optional[Tuple[AclEntry, ...]]:
-    """The access ACL of ``path`` as entries, None when it has none (or the filesystem has no
-    ACLs). Never follows a symbolic link unless asked. Raises AclError for a corrupt value."""
-    try:
-        data = os.getxattr(path, XATTR_ACCESS, follow_symlinks=follow_symlinks)
-    except OSError:
-        return None
-    if not data:
-        return None
-    return tuple(parse_acl(data))
 
 
 def path_facts(path: str) -> PathFacts:

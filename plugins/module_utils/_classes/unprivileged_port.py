@@ -1,16 +1,6 @@
 # Copyright: permfix.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Unprivileged ports: which host ports rootless containers publish, and what blocks them.
-
-Rootless podman (rootlessport) and rootless Docker (rootlesskit) bind published host ports
-as an ordinary user in the host's network namespace, so every host port below
-net.ipv4.ip_unprivileged_port_start is refused. Rootful containers are not affected.
-
-Discovery asks podman for every rootless user (running and stopped containers) and every
-rootless Docker daemon (a socket at /run/user/UID/docker.sock); the ports a caller declares
-are added. :func:`inspect_host` gathers the facts, :func:`build_findings` turns them into
-``unprivileged_port`` findings and :func:`plan_fix` decides what the fix module changes.
-"""
+"""TODO docstring (_ports)."""
 
 from __future__ import annotations
 
@@ -21,18 +11,23 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from ansible_collections.permfix.containers.plugins.module_utils._engines import docker_api_get
-from ansible_collections.permfix.containers.plugins.module_utils._findings import make_finding
-from ansible_collections.permfix.containers.plugins.module_utils._info import Detection, DetectionError, OptionError
-from ansible_collections.permfix.containers.plugins.module_utils._podman import (
-    Account,
+from ansible_collections.permfix.containers.plugins.module_utils._core.contracts import Detection
+from ansible_collections.permfix.containers.plugins.module_utils._core.errors import (
+    DetectionError,
+    OptionError,
+    PermfixError,
+)
+from ansible_collections.permfix.containers.plugins.module_utils._core.findings import make_finding
+from ansible_collections.permfix.containers.plugins.module_utils._core.runner import Runner
+from ansible_collections.permfix.containers.plugins.module_utils._engines.docker import docker_api_get
+from ansible_collections.permfix.containers.plugins.module_utils._engines.podman import (
     PodmanError,
-    Runner,
     podman_json,
     podman_path,
     rootless_users,
 )
-from ansible_collections.permfix.containers.plugins.module_utils._sysctl import (
+from ansible_collections.permfix.containers.plugins.module_utils._host.accounts import Account
+from ansible_collections.permfix.containers.plugins.module_utils._host.sysctl import (
     DEFAULT_LOCAL_PORT_RANGE_PATH,
     DEFAULT_PROC_PATH,
     DEFAULT_SYSCTL_CONF,
@@ -67,17 +62,10 @@ COMMON_ARGUMENT_SPEC: dict[str, Any] = {
     "proc_path": {"type": "path", "default": DEFAULT_PROC_PATH},
     "local_port_range_path": {"type": "path", "default": DEFAULT_LOCAL_PORT_RANGE_PATH},
 }
-INFO_ARGUMENT_SPEC: dict[str, Any] = dict(COMMON_ARGUMENT_SPEC)
-FIX_ARGUMENT_SPEC: dict[str, Any] = dict(
-    COMMON_ARGUMENT_SPEC,
-    value={"type": "int"},
-    allow_raise={"type": "bool", "default": False},
-    persist_mode={"type": "str", "default": "dropin", "choices": list(PERSIST_MODES)},
-    dropin_name={"type": "str", "default": DROPIN_NAME},
-)
+PORT_INFO_ARGUMENT_SPEC: dict[str, Any] = dict(COMMON_ARGUMENT_SPEC)
 
 
-class PortsError(Exception):
+class PortsError(PermfixError):
     """Bad input or a state the fix cannot handle; the message says what to do."""
 
 
@@ -297,14 +285,14 @@ def inspect_host(
     )
 
 
-def info_request(params: Mapping[str, Any]) -> dict[str, Any]:
+def port_info_request(params: Mapping[str, Any]) -> dict[str, Any]:
     """unprivileged_port_info's parameters as the keyword arguments of :func:`inspect_host`;
     OptionError for a value that is not a port."""
     try:
         declared_ports(params["ports"])
     except PortsError as exc:
         raise OptionError(str(exc)) from None
-    return {name: params[name] for name in INFO_ARGUMENT_SPEC}
+    return {name: params[name] for name in PORT_INFO_ARGUMENT_SPEC}
 
 
 def port_info(request: Mapping[str, Any], runner: Runner) -> dict[str, Any]:
@@ -327,7 +315,7 @@ def port_info(request: Mapping[str, Any], runner: Runner) -> dict[str, Any]:
     }
 
 
-PORT_INFO = Detection("unprivileged_port", "unprivileged_port_info", INFO_ARGUMENT_SPEC, info_request, port_info)
+PORT_INFO = Detection("unprivileged_port", "unprivileged_port_info", PORT_INFO_ARGUMENT_SPEC, port_info_request, port_info)
 
 
 def _persisted_source(resolution: Resolution) -> str:
@@ -474,6 +462,14 @@ def build_findings(state: HostState) -> list[dict[str, Any]]:
         )
     return findings
 
+PORT_FIX_ARGUMENT_SPEC: dict[str, Any] = dict(
+    COMMON_ARGUMENT_SPEC,
+    value={"type": "int"},
+    allow_raise={"type": "bool", "default": False},
+    persist_mode={"type": "str", "default": "dropin", "choices": list(PERSIST_MODES)},
+    dropin_name={"type": "str", "default": DROPIN_NAME},
+)
+
 
 # --------------------------------------------------------------------------------------------
 # The fix
@@ -608,19 +604,3 @@ def fix_actions(plan: FixPlan, runtime_path: str) -> list[str]:
     for change in plan.changes:
         actions.append(f"{change.action} {change.path}: {change.reason}")
     return actions
-
-
-__all__ = [
-    "FIX_ARGUMENT_SPEC",
-    "INFO_ARGUMENT_SPEC",
-    "FixPlan",
-    "HostState",
-    "PortsError",
-    "PublishedPort",
-    "SysctlError",
-    "build_findings",
-    "fix_actions",
-    "fix_diff",
-    "inspect_host",
-    "plan_fix",
-]

@@ -1,26 +1,6 @@
 # Copyright: permfix.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Kernel parameters (sysctl): the runtime value and the value the system applies at boot.
-
-The boot value is resolved the way ``sysctl --system`` (procps-ng) and systemd-sysctl do:
-
-* every ``*.conf`` file of the sysctl directories (by default /etc/sysctl.d, /run/sysctl.d,
-  /usr/local/lib/sysctl.d, /usr/lib/sysctl.d, /lib/sysctl.d, in that priority), where a file
-  in a directory earlier in the list hides a same-named file in a later one;
-* the remaining files applied in the byte order of their names, whatever their directory;
-* then /etc/sysctl.conf, applied last (procps); on Debian /etc/sysctl.d/99-sysctl.conf is a
-  symbolic link to it, so it is applied at that position too;
-* within a file, lines in order: ``#`` and ``;`` start comments, ``-key = value`` ignores
-  errors, keys may be written with dots or slashes, spaces around keys and values do not
-  count, and a later assignment of the same key wins.
-
-A value the kernel refuses (not a number, out of range) does not change anything, so the
-boot value is the last *valid* assignment, or the kernel's default when there is none.
-
-Changes are planned first (:func:`plan_dropin`, :func:`plan_in_place`) as whole-file contents,
-so check mode and diff mode see exactly what a real run writes; :func:`apply_changes` then
-writes each file atomically and puts everything back if one write fails.
-"""
+"""TODO docstring (_sysctl)."""
 
 from __future__ import annotations
 
@@ -32,6 +12,9 @@ import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Optional
+
+from ansible_collections.permfix.containers.plugins.module_utils._core.atomic import _fsync_directory
+from ansible_collections.permfix.containers.plugins.module_utils._core.errors import PermfixError
 
 UNPRIVILEGED_PORT_KEY = "net.ipv4.ip_unprivileged_port_start"
 DEFAULT_SYSCTL_DIRS: tuple[str, ...] = (
@@ -58,7 +41,7 @@ MARKER = "# Managed by permfix.containers.unprivileged_port; edit with that modu
 _INTEGER = re.compile(r"^-?(?:0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)$")
 
 
-class SysctlError(Exception):
+class SysctlError(PermfixError):
     """Something about the kernel parameter or its files stops us; the message says what to do."""
 
 
@@ -106,7 +89,7 @@ class ParsedLine:
     ignore_errors: bool
 
 
-def parse_line(text: str) -> Optional[ParsedLine]:
+def parse_sysctl_line(text: str) -> Optional[ParsedLine]:
     """The assignment on one line, None for blank lines, comments and ``-key`` exclusions."""
     stripped = text.strip(" \t\r\n")
     if len(stripped) < 2 or stripped[0] in "#;":
@@ -252,7 +235,7 @@ def list_config_files(sysctl_dirs: Sequence[str], sysctl_conf: Optional[str]) ->
     return files + masked
 
 
-def read_text(path: str) -> str:
+def read_config_text(path: str) -> str:
     """A configuration file's text ('' for anything that is not a readable regular file).
 
     A link to /dev/null (how a vendor file is masked) or a dangling link sets nothing.
@@ -283,9 +266,9 @@ def resolve(
     contents: dict[str, str] = {}
     for config in files:
         if config.real_path not in contents:
-            contents[config.real_path] = read_text(config.path)
+            contents[config.real_path] = read_config_text(config.path)
         for number, text in enumerate(contents[config.real_path].splitlines(), start=1):
-            parsed = parse_line(text)
+            parsed = parse_sysctl_line(text)
             if parsed is None or parsed.key != wanted:
                 continue
             item = Assignment(
@@ -621,20 +604,7 @@ def atomic_write(path: str, text: str, mode: int = 0o644) -> None:
     _fsync_directory(directory)
 
 
-def _fsync_directory(directory: str) -> None:
-    try:
-        descriptor = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)
-
-
-def apply_changes(changes: Sequence[FileChange]) -> None:
+def apply_file_changes(changes: Sequence[FileChange]) -> None:
     """Write and remove files in order; on failure put back what was already done, then raise."""
     done: list[FileChange] = []
     created_dirs: list[str] = []

@@ -1,12 +1,6 @@
 # Copyright: permfix.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Every detection of a host in one module call (``audit_info``): what the audit playbook runs.
-
-The engines and the four detections are the same functions the single ``*_info`` modules call
-(see ``_info``), run one after the other in one process so that the fleet audit costs one module
-round trip per host. A detection that fails is recorded (its error sentence) and the others go on;
-only invalid options fail the module, with the sentences the single modules give.
-"""
+"""TODO docstring (_audit)."""
 
 from __future__ import annotations
 
@@ -15,23 +9,20 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any, Callable, Optional, Tuple
 
-from ansible_collections.permfix.containers.plugins.module_utils._bind_mounts import BIND_MOUNT_INFO
-from ansible_collections.permfix.containers.plugins.module_utils._engines import (
-    EngineReport,
-    detect_engines,
-    docker_socket_path,
-)
-from ansible_collections.permfix.containers.plugins.module_utils._info import (
+from ansible_collections.permfix.containers.plugins.module_utils._classes.bind_mount import BIND_MOUNT_INFO
+from ansible_collections.permfix.containers.plugins.module_utils._classes.named_volume import VOLUME_INFO
+from ansible_collections.permfix.containers.plugins.module_utils._classes.subid import SUBID_INFO
+from ansible_collections.permfix.containers.plugins.module_utils._classes.unprivileged_port import PORT_INFO
+from ansible_collections.permfix.containers.plugins.module_utils._core.contracts import Detection
+from ansible_collections.permfix.containers.plugins.module_utils._core.errors import DetectionError
+from ansible_collections.permfix.containers.plugins.module_utils._core.runner import Runner
+from ansible_collections.permfix.containers.plugins.module_utils._engines.detect import EngineReport, detect_engines
+from ansible_collections.permfix.containers.plugins.module_utils._engines.docker import (
     DEFAULT_DOCKER_HOST,
     DOCKER_ARGUMENT_SPEC,
-    Detection,
-    DetectionError,
     docker_options,
+    docker_socket_path,
 )
-from ansible_collections.permfix.containers.plugins.module_utils._podman import Runner
-from ansible_collections.permfix.containers.plugins.module_utils._ports import PORT_INFO
-from ansible_collections.permfix.containers.plugins.module_utils._subid import SUBID_INFO
-from ansible_collections.permfix.containers.plugins.module_utils._volumes import VOLUME_INFO
 
 # In this order: the order of the findings in the result and in the report.
 DETECTIONS: Tuple[Detection, ...] = (SUBID_INFO, PORT_INFO, BIND_MOUNT_INFO, VOLUME_INFO)

@@ -1,52 +1,9 @@
 # Copyright: permfix.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The ownership engine: find and change the owners (or POSIX ACLs) of a directory tree, safely.
-
-How the walk stays safe:
-
-- Every directory is opened relative to its parent's descriptor with ``O_NOFOLLOW |
-  O_DIRECTORY`` after an ``lstat`` of the name, and the opened descriptor's
-  ``(st_dev, st_ino)`` must be the ones the ``lstat`` saw: a directory swapped for a
-  symbolic link (or for another directory) between the listing and the descent is reported,
-  never followed.
-- Entries are examined with ``fstatat(dirfd, name, AT_SYMLINK_NOFOLLOW)`` and changed with
-  ``fchownat(dirfd, name, ..., AT_SYMLINK_NOFOLLOW)``; directories are changed through their
-  own descriptor (``fchown``) after their content (post-order), so the root is changed last
-  and an interrupted run leaves the root mismatched for the next run to find. The root is
-  also left alone when anything below it could not be changed or walked.
-- Symbolic links are changed themselves (like ``chown -R``), never followed; device nodes are
-  skipped and reported (owning a device node grants access to the device); sockets and FIFOs
-  are never opened.
-- A regular file with more than one hard link is skipped and reported unless allowed: its
-  other names can be outside the tree.
-- The walk stays on the root's filesystem (``st_dev``; bind mounts of the same filesystem
-  below the root are found through the mount id) unless asked to cross.
-- System paths, home directories themselves and container storage are refused.
-
-Large trees are walked by several processes (``workers``; by default one per usable CPU,
-at most four): once the walk has seen ``parallel_after`` entries, a subdirectory the walk is
-about to enter, opened and checked as above, is handed as its open descriptor (over a unix
-socket) to an idle helper process forked from the walker, which walks it with the same rules
-and sends back its counts and samples; the walker goes on with the next one. The root is still
-changed last, after every helper has answered, and only when nothing below failed. Hard-link
-handling with ``allow_hardlinks`` needs one set of seen inodes, so it walks in one process.
-
-Memory stays bounded: the walk is iterative and holds, per directory on the current path,
-one descriptor and at most ``CHUNK`` names of subdirectories still to visit; a directory
-with more subdirectories keeps its listing open and is read in chunks. When the number of
-open descriptors reaches the budget, descriptors of directories higher up are closed and
-re-opened later through ``..`` of their child (or by name from the nearest open ancestor)
-with their ``(st_dev, st_ino)`` checked.
-
-Residual race (documented for users): a process that can write a directory of the tree
-could replace a file by a hard link between its ``lstat`` and its ``fchownat``; with
-``fs.protected_hardlinks=1`` (the default on every current distribution) it can only link
-files it owns or can already read and write.
-"""
+"""TODO docstring (_ownership)."""
 
 from __future__ import annotations
 
-# socket's descriptor passing imports array: import it before any fork (a child must not import)
 import array  # pylint: disable=unused-import  # noqa: F401
 import errno
 import json
@@ -56,9 +13,25 @@ import select
 import socket
 import stat
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from ansible_collections.permfix.containers.plugins.module_utils._core.errors import PermfixError
+from ansible_collections.permfix.containers.plugins.module_utils._host.acl import (
+    ACL_GROUP,
+    ACL_USER,
+    XATTR_ACCESS,
+    XATTR_DEFAULT,
+    AclError,
+    AclPlan,
+    plan_acl,
+)
+from ansible_collections.permfix.containers.plugins.module_utils._host.paths import (
+    host_protected_paths,
+    normalize_path,
+    refusal_reason,
+)
 
 try:
     import resource
@@ -98,150 +71,8 @@ _KIND_NAMES = {
 Hook = Callable[[str, str], None]
 
 
-class OwnershipError(Exception):
+class OwnershipError(PermfixError):
     """The walk cannot start or go on; the message says what to do about it."""
-
-
-# --------------------------------------------------------------------------------------------
-# Protected paths
-
-
-# The path itself and everything below it is refused.
-PROTECTED_TREES: Tuple[str, ...] = (
-    "/bin",
-    "/boot",
-    "/dev",
-    "/etc",
-    "/proc",
-    "/run",
-    "/sbin",
-    "/sys",
-    "/usr",
-    "/var/run",
-    "/var/lock",
-    "/var/lib/docker",
-    "/var/lib/containers",
-    "/var/lib/containerd",
-)
-# Only the path itself is refused (its subdirectories are where data usually lives).
-PROTECTED_EXACT: Tuple[str, ...] = (
-    "/",
-    "/home",
-    "/root",
-    "/var",
-    "/var/lib",
-    "/var/log",
-    "/var/cache",
-    "/var/spool",
-    "/var/mail",
-    "/var/tmp",
-    "/tmp",
-    "/opt",
-    "/srv",
-    "/mnt",
-    "/media",
-)
-
-_TREE_REASONS = {
-    "/proc": "is the kernel's process filesystem",
-    "/sys": "is the kernel's sysfs",
-    "/dev": "holds device nodes",
-    "/run": "holds the running system's state",
-    "/var/run": "holds the running system's state",
-    "/var/lock": "holds the running system's locks",
-    "/boot": "holds the boot loader and kernels",
-    "/etc": "holds the system's configuration",
-}
-_STORAGE_TREES = ("/var/lib/docker", "/var/lib/containers", "/var/lib/containerd")
-
-
-def normalize_path(path: str) -> str:
-    """An absolute, normalized path (``//x/../y/`` -> ``/y``) without touching the filesystem."""
-    norm = os.path.normpath(path)
-    if norm.startswith("//"):
-        norm = "/" + norm.lstrip("/")
-    return norm
-
-
-def _is_below(path: str, top: str) -> bool:
-    return path == top or path.startswith(top.rstrip("/") + "/")
-
-
-def _inside(norm: str, top: str, what: str) -> str:
-    if norm == top:
-        return f"{top} {what}"
-    return f"{norm} is inside {top}, which {what}"
-
-
-def refusal_reason(
-    path: str,
-    homes: Iterable[str] = (),
-    storage: Iterable[str] = (),
-) -> Optional[str]:
-    """Why changing ownership at ``path`` is refused, or None when it is allowed.
-
-    ``homes`` are the home directories of the host's users (each refused itself, not
-    below); ``storage`` are container storage directories (refused with everything below).
-    Pure: the caller gathers ``homes`` and ``storage`` (see :func:`host_protected_paths`).
-    """
-    if not path.startswith("/"):
-        return f"{path} is not an absolute path"
-    norm = normalize_path(path)
-    for top in list(storage) + list(_STORAGE_TREES):
-        top_norm = normalize_path(top)
-        if top_norm != "/" and _is_below(norm, top_norm):
-            return f"{norm} is container storage ({top_norm}), which only its container engine may change"
-    first = norm.split("/")[1] if norm != "/" else ""
-    if first.startswith("lib"):
-        return _inside(norm, f"/{first}", "holds the operating system's libraries")
-    for top in PROTECTED_TREES:
-        if _is_below(norm, top):
-            return _inside(norm, top, _TREE_REASONS.get(top, "holds the operating system's files"))
-    if norm in PROTECTED_EXACT:
-        return f"{norm} is a system directory shared by the whole host"
-    for home in homes:
-        home_norm = normalize_path(home)
-        if home_norm == norm:
-            return f"{norm} is a user's home directory itself (choose a directory inside it)"
-    return None
-
-
-_STORAGE_KEYS = re.compile(r"""^\s*(graphroot|runroot|rootless_storage_path)\s*=\s*["']([^"']+)["']""", re.M)
-
-
-def host_protected_paths(etc: str = "/etc") -> Tuple[List[str], List[str]]:
-    """Return ``(homes, storage)`` for :func:`refusal_reason` as configured on this host."""
-    import pwd  # local: only this function needs the user database
-
-    homes: List[str] = []
-    storage: List[str] = ["/var/lib/docker", "/var/lib/containers", "/var/lib/containerd"]
-    try:
-        entries = pwd.getpwall()
-    except OSError:
-        entries = []
-    for entry in entries:
-        home = entry.pw_dir or ""
-        if home.startswith("/") and home != "/":
-            homes.append(home)
-            storage.append(os.path.join(home, ".local/share/containers"))
-    try:
-        with open(os.path.join(etc, "docker/daemon.json"), encoding="utf-8") as handle:
-            daemon = json.load(handle)
-        for key in ("data-root", "graph"):
-            if isinstance(daemon.get(key), str) and daemon[key].startswith("/"):
-                storage.append(daemon[key])
-    except (OSError, ValueError, AttributeError):
-        pass
-    for conf in (os.path.join(etc, "containers/storage.conf"), "/usr/share/containers/storage.conf"):
-        try:
-            with open(conf, encoding="utf-8") as handle:
-                text = handle.read()
-        except OSError:
-            continue
-        for _key, value in _STORAGE_KEYS.findall(text):
-            if value.startswith("/") and "$" not in value:
-                storage.append(value)
-    return homes, storage
 
 
 # --------------------------------------------------------------------------------------------
@@ -280,159 +111,6 @@ class Sample:
     def truncated(self) -> int:
         """How many items were counted but not kept."""
         return self.total - len(self.items)
-
-
-# --------------------------------------------------------------------------------------------
-# POSIX ACLs (the kernel's xattr format: version 2, little-endian entries sorted by tag, id)
-
-ACL_USER_OBJ = 0x01
-ACL_USER = 0x02
-ACL_GROUP_OBJ = 0x04
-ACL_GROUP = 0x08
-ACL_MASK = 0x10
-ACL_OTHER = 0x20
-ACL_UNDEFINED_ID = 0xFFFFFFFF
-_ACL_VERSION = 2
-_ACL_HEADER = struct.Struct("<I")
-_ACL_ENTRY = struct.Struct("<HHI")
-XATTR_ACCESS = "system.posix_acl_access"
-XATTR_DEFAULT = "system.posix_acl_default"
-
-AclEntry = Tuple[int, int, int]  # (tag, id, perm)
-_NAMED = (ACL_USER, ACL_GROUP)
-_BASE = (ACL_USER_OBJ, ACL_GROUP_OBJ, ACL_OTHER)
-
-
-class AclError(ValueError):
-    """An ACL xattr that does not parse."""
-
-
-def parse_acl(data: bytes) -> List[AclEntry]:
-    """Decode a ``system.posix_acl_*`` xattr value into sorted ``(tag, id, perm)`` entries."""
-    if len(data) < _ACL_HEADER.size or (len(data) - _ACL_HEADER.size) % _ACL_ENTRY.size:
-        raise AclError(f"ACL xattr of {len(data)} bytes has a bad size")
-    (version,) = _ACL_HEADER.unpack_from(data, 0)
-    if version != _ACL_VERSION:
-        raise AclError(f"ACL xattr version {version} is not {_ACL_VERSION}")
-    entries = []
-    for offset in range(_ACL_HEADER.size, len(data), _ACL_ENTRY.size):
-        tag, perm, ident = _ACL_ENTRY.unpack_from(data, offset)
-        if tag not in _NAMED:
-            ident = ACL_UNDEFINED_ID
-        entries.append((tag, ident, perm & 7))
-    return sorted(entries)
-
-
-def build_acl(entries: Iterable[AclEntry]) -> bytes:
-    """Encode entries into the xattr value the kernel expects (sorted, versioned)."""
-    out = [_ACL_HEADER.pack(_ACL_VERSION)]
-    for tag, ident, perm in sorted(entries):
-        out.append(_ACL_ENTRY.pack(tag, perm & 7, ident if tag in _NAMED else ACL_UNDEFINED_ID))
-    return b"".join(out)
-
-
-def acl_from_mode(mode: int) -> List[AclEntry]:
-    """The minimal ACL equivalent to the permission bits of ``mode``."""
-    return [
-        (ACL_USER_OBJ, ACL_UNDEFINED_ID, (mode >> 6) & 7),
-        (ACL_GROUP_OBJ, ACL_UNDEFINED_ID, (mode >> 3) & 7),
-        (ACL_OTHER, ACL_UNDEFINED_ID, mode & 7),
-    ]
-
-
-def acl_grant(entries: Sequence[AclEntry], grants: Sequence[Tuple[int, int]], perm: int) -> List[AclEntry]:
-    """Return ``entries`` with each ``(tag, id)`` of ``grants`` given at least ``perm``.
-
-    The mask is widened only by ``perm`` when one exists (least privilege); when the ACL
-    had none, it becomes the union of the group class like ``setfacl -m`` computes it.
-    """
-    table: Dict[Tuple[int, int], int] = {(tag, ident): p for tag, ident, p in entries}
-    for tag, ident in grants:
-        table[(tag, ident)] = table.get((tag, ident), 0) | perm
-    has_named = any(tag in _NAMED for tag, _ident in table)
-    mask_key = (ACL_MASK, ACL_UNDEFINED_ID)
-    if mask_key in table:
-        table[mask_key] |= perm
-    elif has_named:
-        union = 0
-        for (tag, _ident), p in table.items():
-            if tag in _NAMED or tag == ACL_GROUP_OBJ:
-                union |= p
-        table[mask_key] = union
-    return sorted((tag, ident, p) for (tag, ident), p in table.items())
-
-
-_PERM_TEXT = ("---", "--x", "-w-", "-wx", "r--", "r-x", "rw-", "rwx")
-_TAG_TEXT = {
-    ACL_USER_OBJ: "user",
-    ACL_USER: "user",
-    ACL_GROUP_OBJ: "group",
-    ACL_GROUP: "group",
-    ACL_MASK: "mask",
-    ACL_OTHER: "other",
-}
-
-
-def acl_text(entries: Iterable[AclEntry], prefix: str = "") -> str:
-    """getfacl-like short text: ``user::rwx,user:1000:rwx,group::r-x,mask::rwx,other::r-x``."""
-    parts = []
-    for tag, ident, perm in sorted(entries):
-        qualifier = str(ident) if tag in _NAMED else ""
-        parts.append(f"{prefix}{_TAG_TEXT.get(tag, hex(tag))}:{qualifier}:{_PERM_TEXT[perm & 7]}")
-    return ",".join(parts)
-
-
-@dataclass
-class AclPlan:
-    """What the acl strategy would write for one entry (None: that ACL is already right)."""
-
-    access: Optional[bytes]
-    default: Optional[bytes]
-    before: str
-    after: str
-
-    @property
-    def needed(self) -> bool:
-        return self.access is not None or self.default is not None
-
-
-def _acl_focus(entries: Sequence[AclEntry], grants: Sequence[Tuple[int, int]], prefix: str) -> str:
-    table = {(tag, ident): perm for tag, ident, perm in entries}
-    shown = [(tag, ident, table.get((tag, ident), 0)) for tag, ident in grants]
-    mask = table.get((ACL_MASK, ACL_UNDEFINED_ID))
-    if mask is not None:
-        shown.append((ACL_MASK, ACL_UNDEFINED_ID, mask))
-    return acl_text(shown, prefix)
-
-
-def plan_acl(
-    access: Optional[bytes],
-    default: Optional[bytes],
-    mode: int,
-    grants: Sequence[Tuple[int, int]],
-) -> AclPlan:
-    """Plan the ACL change that grants ``grants`` rwX (and a default rwx on directories).
-
-    ``access``/``default`` are the current xattr values (None when absent); ``mode`` is the
-    entry's st_mode. Regular files get ``rw`` plus ``x`` when some execute bit is set.
-    """
-    is_dir = (mode & _S_IFMT) == _S_IFDIR
-    current = parse_acl(access) if access else acl_from_mode(mode)
-    perm = 7 if is_dir or mode & 0o111 else 6
-    wanted = acl_grant(current, grants, perm)
-    new_access = build_acl(wanted) if wanted != current else None
-    before = [_acl_focus(current, grants, "")]
-    after = [_acl_focus(wanted, grants, "")]
-    new_default = None
-    if is_dir:
-        current_default = parse_acl(default) if default else []
-        base = current_default or [entry for entry in current if entry[0] in _BASE]
-        wanted_default = acl_grant(base, grants, 7)
-        if wanted_default != current_default:
-            new_default = build_acl(wanted_default)
-        before.append(_acl_focus(current_default, grants, "default:"))
-        after.append(_acl_focus(wanted_default, grants, "default:"))
-    return AclPlan(new_access, new_default, ",".join(before), ",".join(after))
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,11 +1,6 @@
 # Copyright: permfix.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Owner and group specifications: names or numbers, resolved on the target host.
-
-``owner: app`` and ``owner: "1000"`` both become a uid; ``from_owner`` takes chown's
-``--from`` syntax (``OWNER``, ``OWNER:GROUP``, ``:GROUP``). Every problem is an
-:class:`OwnerSpecError` whose message tells the person what to give instead.
-"""
+"""TODO docstring (_owner_spec)."""
 
 from __future__ import annotations
 
@@ -14,15 +9,15 @@ import pwd
 import re
 from typing import Callable, Optional, Tuple, Union
 
-# uid_t and gid_t are 32-bit; (uid_t)-1 means "leave unchanged" to chown(2), so it is not an id.
-ID_MAX = 4294967294
+from ansible_collections.permfix.containers.plugins.module_utils._core.errors import PermfixError
+from ansible_collections.permfix.containers.plugins.module_utils._core.numbers import ID_MAX
 
 IdValue = Union[str, int, None]
 
 _NUMBER = re.compile(r"[+-]?[0-9]+")
 
 
-class OwnerSpecError(ValueError):
+class OwnerSpecError(PermfixError, ValueError):
     """An owner or group that cannot be used, with a message a person can act on."""
 
 
@@ -106,14 +101,3 @@ def parse_from(
     if uid is None and gid is None:
         raise OwnerSpecError(f"from_owner {text!r} names neither an owner nor a group")
     return uid, gid
-
-
-def format_owner(uid: Optional[int], gid: Optional[int]) -> str:
-    """``1000:1000``, ``1000`` (owner only) or ``:1000`` (group only), like chown's syntax."""
-    if uid is None and gid is None:
-        return ""
-    if gid is None:
-        return str(uid)
-    if uid is None:
-        return f":{gid}"
-    return f"{uid}:{gid}"

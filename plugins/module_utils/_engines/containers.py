@@ -1,23 +1,6 @@
 # Copyright: permfix.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Containers of every engine in one model: who they run as, how their ids map, what they mount.
-
-Docker containers come from the Docker SDK (:mod:`._docker`); podman containers from
-``podman ps -a --format json`` and ``podman container inspect``, as root and as each
-rootless user (through the shared :mod:`._podman` helpers). Running and stopped containers
-alike: a stopped container's /etc/passwd and /etc/group are copied out through the engine
-(``get_archive``, ``podman cp CTR:/etc/passwd -``), never read through ``/proc/PID/root``
-(a container's absolute symbolic links would resolve on the host).
-
-ID maps, best source first:
-
-- ``kernel``: ``/proc/PID/uid_map`` of a running container's process, read from the host's
-  initial namespace, is already container -> host (also for rootless podman).
-- ``engine``: podman's ``IDMappings`` (container -> host for rootful podman; container ->
-  the user's rootless namespace for rootless podman, composed with that namespace).
-- ``computed``: Docker's ``userns-remap`` from /etc/subuid, rootless podman's namespace when
-  podman reports nothing (``podman unshare cat /proc/self/uid_map``, else /etc/subuid).
-"""
+"""TODO docstring (_containers)."""
 
 from __future__ import annotations
 
@@ -26,30 +9,27 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Optional, Tuple
 
-from ansible_collections.permfix.containers.plugins.module_utils._accounts import AccountDatabase, PasswdEntry
-from ansible_collections.permfix.containers.plugins.module_utils._docker import (
+from ansible_collections.permfix.containers.plugins.module_utils._core.runner import Runner
+from ansible_collections.permfix.containers.plugins.module_utils._engines.docker import (
     DockerEngine,
     DockerEngineError,
     file_from_tar,
 )
-from ansible_collections.permfix.containers.plugins.module_utils._identity import (
-    IDENTITY,
-    IdMap,
-    choose_user,
-    parse_colon_map,
-    parse_proc_map,
-    rootless_map,
-)
-from ansible_collections.permfix.containers.plugins.module_utils._podman import (
-    Account,
+from ansible_collections.permfix.containers.plugins.module_utils._engines.podman import (
     PodmanError,
-    Runner,
     podman_json,
+    rootless_namespace,
     run_podman,
 )
-from ansible_collections.permfix.containers.plugins.module_utils._subid import SubidError, read_subid_file
-
-ACCOUNT_FILES: Tuple[str, ...] = ("/etc/passwd", "/etc/group")
+from ansible_collections.permfix.containers.plugins.module_utils._host.access import choose_user
+from ansible_collections.permfix.containers.plugins.module_utils._host.accounts import Account, AccountDatabase
+from ansible_collections.permfix.containers.plugins.module_utils._host.idmap import (
+    IDENTITY,
+    IdMap,
+    in_host_namespaces,
+    parse_colon_map,
+    read_proc_maps,
+)
 
 
 @dataclass(frozen=True)
@@ -145,43 +125,6 @@ def _mounts(data: Sequence[Mapping[str, Any]]) -> list[Mount]:
 
 def _name(data: Mapping[str, Any]) -> str:
     return str(data.get("Name") or data.get("Id", "")[:12]).lstrip("/")
-
-
-def read_proc_maps(pid: Optional[int], proc_root: str = "/proc") -> Optional[Tuple[IdMap, IdMap]]:
-    """A running process's uid and gid maps, as the host's initial namespace sees them."""
-    if not pid:
-        return None
-    try:
-        with open(os.path.join(proc_root, str(pid), "uid_map"), encoding="ascii") as handle:
-            uid_text = handle.read()
-        with open(os.path.join(proc_root, str(pid), "gid_map"), encoding="ascii") as handle:
-            gid_text = handle.read()
-    except (OSError, ValueError):
-        return None
-    uid_map, gid_map = parse_proc_map(uid_text), parse_proc_map(gid_text)
-    if not uid_map.ranges or not gid_map.ranges:
-        return None
-    return uid_map, gid_map
-
-
-# The kernel's inode numbers of the initial PID namespace (PROC_PID_INIT_INO).
-INITIAL_PID_NS = "pid:[4026531836]"
-
-
-def in_host_namespaces(proc_root: str = "/proc") -> bool:
-    """Whether this process is in the host's initial PID and user namespaces.
-
-    Only then is an engine's ``State.Pid`` a process of ``/proc`` here, and its maps host ids
-    (inside a container, the same number can be another process).
-    """
-    try:
-        pid_ns = os.readlink(os.path.join(proc_root, "self", "ns", "pid"))
-    except OSError:
-        return False
-    if pid_ns != INITIAL_PID_NS:
-        return False
-    maps = read_proc_maps(os.getpid(), proc_root)
-    return maps is not None and maps[0].is_identity
 
 
 # --------------------------------------------------------------------------------------------
@@ -329,41 +272,6 @@ def container_from_podman(
     else:
         container.map_source = "unknown"
     return container
-
-
-def subid_namespace(account: Account, accounts: Optional[AccountDatabase] = None) -> Tuple[IdMap, IdMap]:
-    """A rootless user's namespace computed from /etc/subuid and /etc/subgid (0 is the user).
-
-    Raises SubidError when the files cannot be read.
-    """
-    accounts = accounts or AccountDatabase.from_files()
-    entry = accounts.user_by_uid(account.uid) or PasswdEntry(account.name, account.uid, account.gid, "", account.home, "", 0)
-    maps = []
-    for kind, path, host_id in (("subuid", "/etc/subuid", account.uid), ("subgid", "/etc/subgid", account.gid)):
-        subid = read_subid_file(kind, path)
-        ranges = [(line.range.start, line.range.count) for line in subid.lines_of(entry, accounts) if line.range]
-        maps.append(rootless_map(host_id, ranges))
-    return maps[0], maps[1]
-
-
-def rootless_namespace(runner: Runner, account: Account) -> Tuple[Tuple[IdMap, IdMap], str]:
-    """The user's rootless namespace as podman sets it up, and where it was learnt.
-
-    Asks ``podman unshare cat /proc/self/uid_map`` (what podman really uses); falls back to
-    /etc/subuid and /etc/subgid. Raises PodmanError when neither works.
-    """
-    try:
-        uid_text = run_podman(runner, ["unshare", "cat", "/proc/self/uid_map"], account).stdout
-        gid_text = run_podman(runner, ["unshare", "cat", "/proc/self/gid_map"], account).stdout
-        uid_map, gid_map = parse_proc_map(uid_text), parse_proc_map(gid_text)
-        if uid_map.ranges and gid_map.ranges:
-            return (uid_map, gid_map), "podman unshare"
-    except PodmanError:
-        pass
-    try:
-        return subid_namespace(account), "/etc/subuid"
-    except SubidError as exc:
-        raise PodmanError(f"the rootless namespace of {account.name} is unknown: {exc}") from exc
 
 
 def podman_read_file(runner: Runner, container_id: str, path: str, account: Optional[Account]) -> Optional[str]:

@@ -1,60 +1,54 @@
 # Copyright: permfix.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Bind mounts whose container identity cannot use the host directory: detection and fix plan.
-
-For every bind mount of every container (Docker, rootful podman, each rootless podman user;
-running and stopped) and every declared spec, :func:`bind_mount_report`:
-
-1. resolves the container user with the container's own /etc/passwd and /etc/group,
-2. maps it through the container's user namespace to host ids,
-3. checks that those host ids can read and enter (and for rw mounts write) the host path,
-   like the kernel does (owner, ACL, groups, other; a container root's CAP_DAC_OVERRIDE),
-4. for each mount that fails: a ``bind_mount`` finding, optionally with the number of entries
-   a ``chown`` would change (the ownership engine's scan), and a fix plan entry, or the reason
-   the path must not be changed (not a directory, a system path, outside the allowed roots,
-   two containers needing different owners).
-
-Engines that are absent or do not answer become notes, never errors.
-"""
+"""TODO docstring (_bind_mounts)."""
 
 from __future__ import annotations
 
 import os
 import pwd
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Optional, Tuple
 
-from ansible_collections.permfix.containers.plugins.module_utils._accounts import (
-    AccountDatabase,
-    AccountsError,
-    login_defs_int,
-    parse_login_defs,
-    read_text,
-)
-from ansible_collections.permfix.containers.plugins.module_utils._containers import (
+from ansible_collections.permfix.containers.plugins.module_utils._core.contracts import Detection
+from ansible_collections.permfix.containers.plugins.module_utils._core.errors import OptionError
+from ansible_collections.permfix.containers.plugins.module_utils._core.findings import make_finding
+from ansible_collections.permfix.containers.plugins.module_utils._core.runner import Runner
+from ansible_collections.permfix.containers.plugins.module_utils._engines.containers import (
     Container,
     Mount,
     docker_containers,
     podman_containers,
-    subid_namespace,
 )
-from ansible_collections.permfix.containers.plugins.module_utils._docker import (
+from ansible_collections.permfix.containers.plugins.module_utils._engines.docker import (
     DEFAULT_DOCKER_HOST,
+    DOCKER_ARGUMENT_SPEC,
     HAS_DOCKER_SDK,
     DockerEngineError,
     MissingDockerSdk,
     connect,
+    docker_options,
     docker_socket_path,
     examine_engines,
     remap_enabled,
     remap_maps,
     remap_setting,
 )
-from ansible_collections.permfix.containers.plugins.module_utils._findings import make_finding
-from ansible_collections.permfix.containers.plugins.module_utils._identity import (
-    IDENTITY,
+from ansible_collections.permfix.containers.plugins.module_utils._engines.podman import (
+    PodmanError,
+    podman_path,
+    rootless_users,
+    subid_namespace,
+)
+from ansible_collections.permfix.containers.plugins.module_utils._engines.scopes import ENGINES
+from ansible_collections.permfix.containers.plugins.module_utils._engines.walk import (
+    OwnershipError,
+    Target,
+    WalkOptions,
+    scan,
+)
+from ansible_collections.permfix.containers.plugins.module_utils._host.access import (
     AccessResult,
     HostIdentity,
     IdentityError,
@@ -63,36 +57,28 @@ from ansible_collections.permfix.containers.plugins.module_utils._identity impor
     check_access,
     needed_access,
     path_facts,
-    perm_text,
-    perm_words,
     resolve_identity,
 )
-from ansible_collections.permfix.containers.plugins.module_utils._info import (
-    DOCKER_ARGUMENT_SPEC,
-    Detection,
-    OptionError,
-    docker_options,
-)
-from ansible_collections.permfix.containers.plugins.module_utils._owner_spec import IdValue, OwnerSpecError, parse_id
-from ansible_collections.permfix.containers.plugins.module_utils._ownership import (
-    OwnershipError,
-    Target,
-    WalkOptions,
-    host_protected_paths,
-    normalize_path,
-    refusal_reason,
-    scan,
-)
-from ansible_collections.permfix.containers.plugins.module_utils._podman import (
+from ansible_collections.permfix.containers.plugins.module_utils._host.accounts import (
     Account,
-    PodmanError,
-    Runner,
-    podman_path,
-    rootless_users,
+    AccountDatabase,
+    AccountsError,
 )
-from ansible_collections.permfix.containers.plugins.module_utils._subid import SubidError
+from ansible_collections.permfix.containers.plugins.module_utils._host.acl import perm_text, perm_words
+from ansible_collections.permfix.containers.plugins.module_utils._host.idmap import IDENTITY
+from ansible_collections.permfix.containers.plugins.module_utils._host.owner_spec import (
+    IdValue,
+    OwnerSpecError,
+    parse_id,
+)
+from ansible_collections.permfix.containers.plugins.module_utils._host.paths import (
+    host_protected_paths,
+    human_homes,
+    placement_problem,
+    refusal_reason,
+)
+from ansible_collections.permfix.containers.plugins.module_utils._host.subid_file import SubidError
 
-ENGINES: Tuple[str, ...] = ("docker", "podman")
 DEFAULT_ALLOWED_ROOTS: Tuple[str, ...] = ("/srv", "/opt", "/data", "/mnt")
 ACCESS_CHOICES: Tuple[str, ...] = ("rw", "ro")
 
@@ -111,7 +97,7 @@ class Spec:
 
 
 @dataclass
-class Request:
+class BindMountInfoRequest:
     engines: Tuple[str, ...] = ENGINES
     containers: Tuple[str, ...] = ()
     podman_users: Optional[Tuple[str, ...]] = None  # None: root and every rootless user
@@ -179,63 +165,10 @@ class Outcome:
 
 
 # --------------------------------------------------------------------------------------------
-# Where fixes are allowed
-
-
-def human_homes(passwd: Optional[Sequence[Any]] = None, login_defs: Optional[str] = None) -> list[str]:
-    """Home directories of root and of regular users (UID_MIN..UID_MAX of login.defs)."""
-    if login_defs is None:
-        try:
-            login_defs = read_text("/etc/login.defs")
-        except AccountsError:
-            login_defs = ""
-    values = parse_login_defs(login_defs)
-    uid_min = login_defs_int(values, "UID_MIN", 1000)
-    uid_max = login_defs_int(values, "UID_MAX", 60000)
-    entries = passwd if passwd is not None else pwd.getpwall()
-    homes = []
-    for entry in entries:
-        uid, home = entry.pw_uid, entry.pw_dir or ""
-        if (uid == 0 or uid_min <= uid <= uid_max) and home.startswith("/") and normalize_path(home) != "/":
-            homes.append(normalize_path(home))
-    return sorted(set(homes))
-
-
-def _below(path: str, top: str, strict: bool) -> bool:
-    top = normalize_path(top)
-    if path == top:
-        return not strict
-    return path.startswith(top.rstrip("/") + "/")
-
-
-def placement_problem(
-    real_path: str,
-    allowed_roots: Sequence[str],
-    homes: Sequence[str],
-    allow_home_subdirs: bool,
-) -> Optional[str]:
-    """Why ``real_path`` is outside where fixes are allowed, None when it is inside."""
-    path = normalize_path(real_path)
-    for root in allowed_roots:
-        if _below(path, root, strict=False):
-            return None
-    if allow_home_subdirs:
-        for home in homes:
-            if _below(path, home, strict=True):
-                return None
-    roots = ", ".join(allowed_roots) or "none"
-    extra = " or below a user's home directory" if allow_home_subdirs else ""
-    return (
-        f"{path} is outside the allowed roots ({roots}{extra}); add its parent to "
-        f"bind_mounts_allowed_roots (allowed_roots) to let permfix change it"
-    )
-
-
-# --------------------------------------------------------------------------------------------
 # Discovery
 
 
-def _podman_accounts(request: Request, notes: list[str]) -> list[Optional[Account]]:
+def _podman_accounts(request: BindMountInfoRequest, notes: list[str]) -> list[Optional[Account]]:
     if request.podman_users is None:
         return [None] + list(rootless_users())
     accounts: list[Optional[Account]] = []
@@ -250,7 +183,7 @@ def _podman_accounts(request: Request, notes: list[str]) -> list[Optional[Accoun
     return accounts
 
 
-def discover(request: Request, runner: Runner, outcome: Outcome) -> list[Container]:
+def discover(request: BindMountInfoRequest, runner: Runner, outcome: Outcome) -> list[Container]:
     """Every container of the requested engines; what could not be asked becomes a note."""
     containers: list[Container] = []
     notes = outcome.notes
@@ -274,7 +207,7 @@ def discover(request: Request, runner: Runner, outcome: Outcome) -> list[Contain
     return containers
 
 
-def _docker(request: Request, notes: list[str]) -> list[Container]:
+def _docker(request: BindMountInfoRequest, notes: list[str]) -> list[Container]:
     path = docker_socket_path(request.docker_host)
     if path is not None and not os.path.exists(path):
         if request.docker_host != DEFAULT_DOCKER_HOST or shutil.which("dockerd") or shutil.which("docker"):
@@ -377,7 +310,7 @@ def _host_identity(need: Need, outcome: Outcome, accounts: AccountDatabase) -> O
 
 @dataclass
 class _Context:
-    request: Request
+    request: BindMountInfoRequest
     homes: list[str]
     protected_homes: list[str]
     storage: list[str]
@@ -582,7 +515,7 @@ def _merge_plan(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return plan
 
 
-def bind_mount_report(request: Request, runner: Runner) -> Outcome:
+def bind_mount_report(request: BindMountInfoRequest, runner: Runner) -> Outcome:
     """Discover, check every bind mount and spec, and plan the fixes."""
     outcome = Outcome()
     containers = discover(request, runner, outcome)
@@ -617,7 +550,7 @@ def bind_mount_report(request: Request, runner: Runner) -> Outcome:
 # --------------------------------------------------------------------------------------------
 # bind_mount_info: options, request, result
 
-INFO_ARGUMENT_SPEC: dict[str, Any] = {
+BIND_MOUNT_ARGUMENT_SPEC: dict[str, Any] = {
     "engines": {"type": "list", "elements": "str", "choices": list(ENGINES), "default": list(ENGINES)},
     "containers": {"type": "list", "elements": "str", "default": []},
     "podman_users": {"type": "list", "elements": "str"},
@@ -683,8 +616,8 @@ def spec_from_option(index: int, raw: Mapping[str, Any]) -> Spec:
     return Spec(raw["path"], uid, gid, raw["access"], raw.get("name"), raw.get("rootless_user"))
 
 
-def info_request(params: Mapping[str, Any]) -> Request:
-    """bind_mount_info's validated parameters as a Request; OptionError says what is wrong."""
+def bind_mount_request(params: Mapping[str, Any]) -> BindMountInfoRequest:
+    """bind_mount_info's validated parameters as a BindMountInfoRequest; OptionError says what is wrong."""
     docker_host, timeout = docker_options(params)
     for root in params["allowed_roots"]:
         if not root.startswith("/"):
@@ -696,7 +629,7 @@ def info_request(params: Mapping[str, Any]) -> Request:
     for spec in specs:
         if not spec.path.startswith("/"):
             raise OptionError(f"spec path {spec.path!r} must be absolute")
-    return Request(
+    return BindMountInfoRequest(
         engines=tuple(params["engines"]),
         containers=tuple(params["containers"]),
         podman_users=tuple(params["podman_users"]) if params["podman_users"] is not None else None,
@@ -709,12 +642,12 @@ def info_request(params: Mapping[str, Any]) -> Request:
     )
 
 
-def bind_mount_info(request: Request, runner: Runner) -> dict[str, Any]:
+def bind_mount_info(request: BindMountInfoRequest, runner: Runner) -> dict[str, Any]:
     """Everything bind_mount_info returns; DetectionError when the mounts cannot be examined."""
     return examine_engines(lambda: bind_mount_report(request, runner), "bind mounts", "containers")
 
 
-BIND_MOUNT_INFO = Detection("bind_mount", "bind_mount_info", INFO_ARGUMENT_SPEC, info_request, bind_mount_info, docker_scoped=True)
+BIND_MOUNT_INFO = Detection("bind_mount", "bind_mount_info", BIND_MOUNT_ARGUMENT_SPEC, bind_mount_request, bind_mount_info, docker_scoped=True)
 
 
 def _idmapped(mount: Mount) -> bool:

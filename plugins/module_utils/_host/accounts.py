@@ -1,46 +1,54 @@
 # Copyright: permfix.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Accounts from text: passwd, group and login.defs, parsed without touching NSS.
-
-Everything here works on text so the same code reads the host's files and the /etc/passwd and
-/etc/group of a container image (copied out as text). ``AccountDatabase.from_files`` adds the
-file reading and, for the host's own files, an optional fallback to the NSS databases (LDAP and
-SSSD users are not in /etc/passwd).
-"""
+"""TODO docstring (_podman, _accounts)."""
 
 from __future__ import annotations
 
 import grp
 import pwd
-import re
 from bisect import bisect_left
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
+
+from ansible_collections.permfix.containers.plugins.module_utils._core.errors import PermfixError
+from ansible_collections.permfix.containers.plugins.module_utils._core.numbers import parse_c_number
 
 DEFAULT_PASSWD = "/etc/passwd"
 DEFAULT_GROUP = "/etc/group"
 DEFAULT_LOGIN_DEFS = "/etc/login.defs"
 
-# Numbers as C's strtol/strtoul read them with base 0 (what shadow-utils uses for login.defs).
-_C_NUMBER = re.compile(r"^[ \t\n\v\f\r]*([+-]?)(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)$")
 
-
-class AccountsError(Exception):
+class AccountsError(PermfixError):
     """An account file could not be read."""
 
 
 @dataclass(frozen=True)
-class PasswdEntry:
-    """One line of a passwd file."""
+class Account:
+    """A user: one line of a passwd file, an NSS entry, or an account podman runs as.
+
+    Two accounts are equal when name, uid, gid and home are; ``gecos``, ``shell`` and the
+    passwd ``line`` (0 when the entry did not come from a file) are carried along.
+    """
 
     name: str
     uid: int
     gid: int
-    gecos: str
     home: str
-    shell: str
-    line: int
+    gecos: str = field(default="", compare=False)
+    shell: str = field(default="", compare=False)
+    line: int = field(default=0, compare=False)
+
+    @classmethod
+    def from_pwd(cls, entry: pwd.struct_passwd) -> Account:
+        return cls(entry.pw_name, entry.pw_uid, entry.pw_gid, entry.pw_dir, entry.pw_gecos, entry.pw_shell)
+
+    @classmethod
+    def lookup(cls, name_or_uid: str) -> Account:
+        """Find an account by name or numeric uid in the NSS databases; KeyError when there is none."""
+        if name_or_uid.isdigit():
+            return cls.from_pwd(pwd.getpwuid(int(name_or_uid)))
+        return cls.from_pwd(pwd.getpwnam(name_or_uid))
 
 
 @dataclass(frozen=True)
@@ -64,25 +72,6 @@ def split_lines(text: str) -> list[str]:
     return lines
 
 
-def parse_c_number(text: str) -> Optional[int]:
-    """Read ``text`` as C's strtol with base 0 does (0x hex, leading-0 octal, decimal).
-
-    Leading white space and a sign are accepted; anything after the digits is not.
-    Returns None when the whole text is not one number.
-    """
-    match = _C_NUMBER.match(text)
-    if match is None:
-        return None
-    sign, digits = match.groups()
-    if digits[:2] in ("0x", "0X"):
-        value = int(digits[2:], 16)
-    elif len(digits) > 1 and digits[0] == "0":
-        value = int(digits[1:], 8)
-    else:
-        value = int(digits)
-    return -value if sign == "-" else value
-
-
 def _skip(line: str) -> bool:
     stripped = line.strip()
     # Comments, blank lines and NIS compat entries (+user, -user, +@netgroup) are not accounts.
@@ -93,7 +82,7 @@ def _id(text: str) -> Optional[int]:
     return int(text) if text.isdigit() else None
 
 
-def parse_passwd(text: str) -> list[PasswdEntry]:
+def parse_passwd(text: str) -> list[Account]:
     """The well-formed entries of a passwd file (7 fields, numeric uid and gid), in order."""
     entries = []
     for number, line in enumerate(split_lines(text), start=1):
@@ -106,7 +95,7 @@ def parse_passwd(text: str) -> list[PasswdEntry]:
         uid, gid = _id(fields[2]), _id(fields[3])
         if uid is None or gid is None:
             continue
-        entries.append(PasswdEntry(fields[0], uid, gid, fields[4], fields[5], fields[6], number))
+        entries.append(Account(fields[0], uid, gid, fields[5], fields[4], fields[6], number))
     return entries
 
 
@@ -171,16 +160,16 @@ class AccountDatabase:
 
     def __init__(
         self,
-        users: Iterable[PasswdEntry] = (),
+        users: Iterable[Account] = (),
         groups: Iterable[GroupEntry] = (),
         *,
         nss_fallback: bool = False,
     ) -> None:
-        self.users: list[PasswdEntry] = list(users)
+        self.users: list[Account] = list(users)
         self.groups: list[GroupEntry] = list(groups)
         self.nss_fallback = nss_fallback
-        self._by_name: dict[str, PasswdEntry] = {}
-        self._by_uid: dict[int, PasswdEntry] = {}
+        self._by_name: dict[str, Account] = {}
+        self._by_uid: dict[int, Account] = {}
         for user in self.users:
             self._by_name.setdefault(user.name, user)
             self._by_uid.setdefault(user.uid, user)
@@ -207,27 +196,27 @@ class AccountDatabase:
             nss_fallback = passwd_path == DEFAULT_PASSWD and group_path == DEFAULT_GROUP
         return cls.from_text(read_text(passwd_path), read_text(group_path), nss_fallback=nss_fallback)
 
-    def user(self, name: str) -> Optional[PasswdEntry]:
+    def user(self, name: str) -> Optional[Account]:
         """The user called ``name``."""
         entry = self._by_name.get(name)
         if entry is None and self.nss_fallback:
             try:
-                entry = _from_pwd(pwd.getpwnam(name))
+                entry = Account.from_pwd(pwd.getpwnam(name))
             except (KeyError, UnicodeError):
                 entry = None
         return entry
 
-    def user_by_uid(self, uid: int) -> Optional[PasswdEntry]:
+    def user_by_uid(self, uid: int) -> Optional[Account]:
         """The first user with ``uid``."""
         entry = self._by_uid.get(uid)
         if entry is None and self.nss_fallback:
             try:
-                entry = _from_pwd(pwd.getpwuid(uid))
+                entry = Account.from_pwd(pwd.getpwuid(uid))
             except (KeyError, OverflowError):
                 entry = None
         return entry
 
-    def resolve_user(self, name_or_uid: str) -> Optional[PasswdEntry]:
+    def resolve_user(self, name_or_uid: str) -> Optional[Account]:
         """A user by name, else (for a number) by uid, as shadow-utils and podman resolve one."""
         entry = self.user(name_or_uid)
         if entry is None and name_or_uid.isdigit():
@@ -280,39 +269,7 @@ class AccountDatabase:
                 names[user.gid] = [f"(primary group of {user.name})"]
         return names
 
-    def resolve_user_spec(self, spec: str) -> tuple[int, int]:
-        """The uid and gid a container process gets from a ``--user`` value.
 
-        ``spec`` is ``user``, ``uid``, ``user:group`` or ``uid:gid`` (names or numbers on
-        either side). A user without a group runs with the user's primary gid, or gid 0 when
-        the user is a number the passwd text does not know (what Docker and podman do).
-        Raises KeyError when a name is unknown.
-        """
-        user_part, dummy, group_part = spec.partition(":")
-        if not user_part:
-            raise KeyError(f"no user in {spec!r}")
-        entry = self.user(user_part)
-        if entry is not None:
-            uid, gid = entry.uid, entry.gid
-        elif user_part.isdigit():
-            uid = int(user_part)
-            by_uid = self.user_by_uid(uid)
-            gid = by_uid.gid if by_uid is not None else 0
-        else:
-            raise KeyError(f"unknown user {user_part!r}")
-        if group_part:
-            group = self.group(group_part)
-            if group is not None:
-                gid = group.gid
-            elif group_part.isdigit():
-                gid = int(group_part)
-            else:
-                raise KeyError(f"unknown group {group_part!r}")
-        return uid, gid
-
-
-def _from_pwd(entry: pwd.struct_passwd) -> PasswdEntry:
-    return PasswdEntry(entry.pw_name, entry.pw_uid, entry.pw_gid, entry.pw_gecos, entry.pw_dir, entry.pw_shell, 0)
 
 
 def _from_grp(entry: grp.struct_group) -> GroupEntry:

@@ -1,14 +1,6 @@
 # Copyright: permfix.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Podman through its CLI's JSON output, as root or as a rootless user.
-
-Modules run as root; rootless podman state belongs to each user, so commands for a user run
-with that user's uid, gid and groups and a login-like environment (HOME, USER, LOGNAME,
-PATH and XDG_RUNTIME_DIR when /run/user/UID exists), from the user's home directory.
-
-Commands run through a Runner (``module_runner(module)`` wraps ``AnsibleModule.run_command``),
-so module_utils never start processes themselves and unit tests can pass a fake.
-"""
+"""TODO docstring (_podman, _containers, _subid)."""
 
 from __future__ import annotations
 
@@ -17,8 +9,13 @@ import os
 import pwd
 import shutil
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any, Callable, Optional, Tuple
+from typing import Any, Optional, Tuple
+
+from ansible_collections.permfix.containers.plugins.module_utils._core.errors import PermfixError
+from ansible_collections.permfix.containers.plugins.module_utils._core.runner import CommandResult, Runner
+from ansible_collections.permfix.containers.plugins.module_utils._host.accounts import Account, AccountDatabase
+from ansible_collections.permfix.containers.plugins.module_utils._host.idmap import IdMap, parse_proc_map, rootless_map
+from ansible_collections.permfix.containers.plugins.module_utils._host.subid_file import SubidError, read_subid_file
 
 # Where rootless podman keeps state for a user, relative to the home directory.
 ROOTLESS_STATE_DIRS: tuple[str, ...] = (".local/share/containers", ".config/containers")
@@ -26,37 +23,8 @@ PAUSE_PROCESS_NAME = "podman pause"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-class PodmanError(Exception):
+class PodmanError(PermfixError):
     """A podman command failed or printed something that is not the JSON we asked for."""
-
-
-@dataclass(frozen=True)
-class Account:
-    """A local account podman can run as."""
-
-    name: str
-    uid: int
-    gid: int
-    home: str
-
-    @classmethod
-    def from_pwd(cls, entry: pwd.struct_passwd) -> Account:
-        return cls(entry.pw_name, entry.pw_uid, entry.pw_gid, entry.pw_dir)
-
-    @classmethod
-    def lookup(cls, name_or_uid: str) -> Account:
-        """Find an account by name or numeric uid; KeyError when there is none."""
-        if name_or_uid.isdigit():
-            return cls.from_pwd(pwd.getpwuid(int(name_or_uid)))
-        return cls.from_pwd(pwd.getpwnam(name_or_uid))
-
-
-@dataclass(frozen=True)
-class CommandResult:
-    argv: tuple[str, ...]
-    rc: int
-    stdout: str
-    stderr: str
 
 
 def podman_path() -> Optional[str]:
@@ -77,20 +45,7 @@ def user_environment(account: Account) -> dict[str, str]:
     if os.path.isdir(runtime_dir):
         env["XDG_RUNTIME_DIR"] = runtime_dir
     return env
-
-
-Runner = Callable[[Sequence[str], Optional[str]], Tuple[int, str, str]]
 """Runs argv with a working directory and returns (rc, stdout, stderr): see module_runner."""
-
-
-def module_runner(module: Any) -> Runner:
-    """A Runner backed by ``AnsibleModule.run_command`` (what every module passes in)."""
-
-    def run(argv: Sequence[str], cwd: Optional[str]) -> tuple[int, str, str]:
-        rc, stdout, stderr = module.run_command(list(argv), cwd=cwd)
-        return rc, stdout, stderr
-
-    return run
 
 
 def as_user_argv(account: Account, argv: Sequence[str]) -> list[str]:
@@ -208,3 +163,55 @@ def rootless_users(accounts: Optional[Iterable[Account]] = None, proc_root: str 
 
 def _as(account: Optional[Account]) -> str:
     return "" if account is None else f" as user {account.name}"
+
+
+def subid_namespace(account: Account, accounts: Optional[AccountDatabase] = None) -> Tuple[IdMap, IdMap]:
+    """A rootless user's namespace computed from /etc/subuid and /etc/subgid (0 is the user).
+
+    Raises SubidError when the files cannot be read.
+    """
+    accounts = accounts or AccountDatabase.from_files()
+    entry = accounts.user_by_uid(account.uid) or account
+    maps = []
+    for kind, path, host_id in (("subuid", "/etc/subuid", account.uid), ("subgid", "/etc/subgid", account.gid)):
+        subid = read_subid_file(kind, path)
+        ranges = [(line.range.start, line.range.count) for line in subid.lines_of(entry, accounts) if line.range]
+        maps.append(rootless_map(host_id, ranges))
+    return maps[0], maps[1]
+
+
+def rootless_namespace(runner: Runner, account: Account) -> Tuple[Tuple[IdMap, IdMap], str]:
+    """The user's rootless namespace as podman sets it up, and where it was learnt.
+
+    Asks ``podman unshare cat /proc/self/uid_map`` (what podman really uses); falls back to
+    /etc/subuid and /etc/subgid. Raises PodmanError when neither works.
+    """
+    try:
+        uid_text = run_podman(runner, ["unshare", "cat", "/proc/self/uid_map"], account).stdout
+        gid_text = run_podman(runner, ["unshare", "cat", "/proc/self/gid_map"], account).stdout
+        uid_map, gid_map = parse_proc_map(uid_text), parse_proc_map(gid_text)
+        if uid_map.ranges and gid_map.ranges:
+            return (uid_map, gid_map), "podman unshare"
+    except PodmanError:
+        pass
+    try:
+        return subid_namespace(account), "/etc/subuid"
+    except SubidError as exc:
+        raise PodmanError(f"the rootless namespace of {account.name} is unknown: {exc}") from exc
+
+
+def discover_rootless(accounts: AccountDatabase, proc_root: str = "/proc") -> list[Account]:
+    """Users (other than root) with rootless podman state or a running podman pause process."""
+    found: dict[int, Account] = {}
+    running = pause_process_uids(proc_root)
+    for entry in accounts.users:
+        if entry.uid == 0 or entry.uid in found:
+            continue
+        if entry.uid in running or has_rootless_state(entry):
+            found[entry.uid] = entry
+    for uid in running:
+        if uid not in found:
+            entry = accounts.user_by_uid(uid)
+            if entry is not None:
+                found[uid] = entry
+    return [found[uid] for uid in sorted(found)]

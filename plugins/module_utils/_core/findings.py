@@ -1,16 +1,13 @@
 # Copyright: permfix.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Findings: the one record every detection in permfix.containers returns.
-
-A finding is a plain dict (so it crosses the module/controller boundary as JSON) with the
-keys of ``FINDING_KEYS``; build one with :func:`make_finding` so that the ``id`` is stable
-across runs and the values are checked.
-"""
+"""TODO docstring (_findings)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from typing import Any, Optional
+
+from ansible_collections.permfix.containers.plugins.module_utils._core.errors import PermfixError
 
 SCHEMA = "permfix.report/v1"
 
@@ -33,7 +30,7 @@ FINDING_KEYS: tuple[str, ...] = (
 )
 
 
-class FindingError(ValueError):
+class FindingError(PermfixError, ValueError):
     """A finding was built with a value outside the schema."""
 
 

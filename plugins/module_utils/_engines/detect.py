@@ -1,30 +1,25 @@
 # Copyright: permfix.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Which container engines a host has: Docker (through its API) and podman (rootful and rootless).
-
-An absent engine is a fact to record, never an error: every function here returns None or an
-empty list for it, and says why in a note.
-"""
+"""TODO docstring (_engines)."""
 
 from __future__ import annotations
 
-import http.client
-import json
 import os
 import shutil
-import socket
 from dataclasses import dataclass, field
 from typing import Any, Optional, Tuple
 
-from ansible_collections.permfix.containers.plugins.module_utils._info import (
+from ansible_collections.permfix.containers.plugins.module_utils._core.contracts import Detection
+from ansible_collections.permfix.containers.plugins.module_utils._core.runner import Runner
+from ansible_collections.permfix.containers.plugins.module_utils._engines.docker import (
     DEFAULT_DOCKER_HOST,
     DOCKER_ARGUMENT_SPEC,
-    Detection,
+    docker_api_version,
     docker_options,
+    docker_socket_path,
 )
-from ansible_collections.permfix.containers.plugins.module_utils._podman import (
+from ansible_collections.permfix.containers.plugins.module_utils._engines.podman import (
     PodmanError,
-    Runner,
     podman_path,
     podman_version,
     rootless_users,
@@ -43,55 +38,6 @@ class EngineReport:
 
     def as_dict(self) -> dict[str, Any]:
         return {"docker": self.docker, "podman": self.podman, "rootless_users": list(self.rootless_users)}
-
-
-class _UnixHTTPConnection(http.client.HTTPConnection):
-    """An HTTP connection over a unix socket (the Docker API without the Docker SDK)."""
-
-    def __init__(self, path: str, timeout: float) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self._path = path
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        sock.connect(self._path)
-        self.sock = sock
-
-
-def docker_socket_path(docker_host: str) -> Optional[str]:
-    """The filesystem path of a ``unix://`` Docker host, None for any other scheme."""
-    if docker_host.startswith("unix://"):
-        return docker_host[len("unix://"):]
-    return None
-
-
-def docker_api_get(socket_path: str, path: str, timeout: float = 10.0) -> Any:
-    """GET ``path`` from the Docker API on the unix socket ``socket_path`` and parse the JSON answer.
-
-    Raises OSError when nobody answers and ValueError for any answer but 200 with JSON.
-    """
-    connection = _UnixHTTPConnection(socket_path, timeout)
-    try:
-        connection.request("GET", path)
-        response = connection.getresponse()
-        body = response.read()
-    finally:
-        connection.close()
-    if response.status != 200:
-        raise ValueError(f"the Docker daemon at {socket_path} answered HTTP {response.status} to GET {path}")
-    return json.loads(body)
-
-
-def docker_api_version(docker_host: str = DEFAULT_DOCKER_HOST, timeout: float = 10.0) -> dict[str, Any]:
-    """GET /version from the Docker daemon. Raises OSError or ValueError when it does not answer."""
-    path = docker_socket_path(docker_host)
-    if path is None:
-        raise ValueError(f"only unix:// Docker hosts are supported here, not {docker_host!r}")
-    data = docker_api_get(path, "/version", timeout)
-    if not isinstance(data, dict):
-        raise ValueError("the Docker daemon's /version answer is not an object")
-    return data
 
 
 def detect_docker(docker_host: str = DEFAULT_DOCKER_HOST, timeout: float = 10.0) -> tuple[Optional[str], list[str]]:

@@ -1,29 +1,91 @@
 # Copyright: permfix.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The Docker daemon through the Docker SDK for Python, as the detections need it.
-
-Only low-level ``APIClient`` calls that both the SDK on controllers (7.x) and Debian 12's
-``python3-docker`` (5.0.3) have: ``containers``, ``inspect_container``, ``inspect_image``,
-``get_archive`` and ``info``. Every SDK or transport error becomes one
-:class:`DockerEngineError` whose message names the daemon and what to do.
-
-Also here: the daemon's ``userns-remap`` setting (from ``/etc/docker/daemon.json`` and the
-running dockerd's command line) and the ID maps it implies.
-"""
+"""TODO docstring (_info, _engines, _docker)."""
 
 from __future__ import annotations
 
+import http.client
 import io
 import json
 import os
 import posixpath
+import socket
 import tarfile
 import traceback
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Tuple
 
 from ansible.module_utils.basic import missing_required_lib
+from ansible_collections.permfix.containers.plugins.module_utils._core.errors import (
+    DetectionError,
+    OptionError,
+    PermfixError,
+)
+from ansible_collections.permfix.containers.plugins.module_utils._host.accounts import AccountDatabase
+from ansible_collections.permfix.containers.plugins.module_utils._host.idmap import IdMap, userns_remap_map
+from ansible_collections.permfix.containers.plugins.module_utils._host.subid_file import SubidError, read_subid_file
+
+DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
+
+# The Docker connection options every module that asks the Docker daemon shares.
+DOCKER_ARGUMENT_SPEC: dict[str, Any] = {
+    "docker_host": {"type": "str"},
+    "timeout": {"type": "int", "default": 60},
+}
+
+
+def docker_options(params: Mapping[str, Any]) -> Tuple[str, int]:
+    """The Docker daemon address (the option, else E(DOCKER_HOST), else the default socket) and the
+    timeout, validated."""
+    docker_host = params["docker_host"] or os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST
+    if not docker_host.startswith("unix://"):
+        raise OptionError(f"docker_host must be a unix:// address such as {DEFAULT_DOCKER_HOST}, not {docker_host!r}")
+    if params["timeout"] <= 0:
+        raise OptionError("timeout must be a positive number of seconds")
+    return docker_host, params["timeout"]
+
+
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    """An HTTP connection over a unix socket (the Docker API without the Docker SDK)."""
+
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self._path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        sock.connect(self._path)
+        self.sock = sock
+
+
+def docker_api_get(socket_path: str, path: str, timeout: float = 10.0) -> Any:
+    """GET ``path`` from the Docker API on the unix socket ``socket_path`` and parse the JSON answer.
+
+    Raises OSError when nobody answers and ValueError for any answer but 200 with JSON.
+    """
+    connection = _UnixHTTPConnection(socket_path, timeout)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        body = response.read()
+    finally:
+        connection.close()
+    if response.status != 200:
+        raise ValueError(f"the Docker daemon at {socket_path} answered HTTP {response.status} to GET {path}")
+    return json.loads(body)
+
+
+def docker_api_version(docker_host: str = DEFAULT_DOCKER_HOST, timeout: float = 10.0) -> dict[str, Any]:
+    """GET /version from the Docker daemon. Raises OSError or ValueError when it does not answer."""
+    path = docker_socket_path(docker_host)
+    if path is None:
+        raise ValueError(f"only unix:// Docker hosts are supported here, not {docker_host!r}")
+    data = docker_api_get(path, "/version", timeout)
+    if not isinstance(data, dict):
+        raise ValueError("the Docker daemon's /version answer is not an object")
+    return data
 
 try:
     import docker  # noqa: F401  (the SDK's presence is what HAS_DOCKER_SDK reports)
@@ -41,12 +103,6 @@ except ImportError:  # pragma: no cover - depends on the target
     class NotFound(DockerException):  # type: ignore[no-redef]
         """Stand-in so that ``except NotFound`` works without the SDK."""
 
-
-from ansible_collections.permfix.containers.plugins.module_utils._accounts import AccountDatabase
-from ansible_collections.permfix.containers.plugins.module_utils._identity import IdMap, userns_remap_map
-from ansible_collections.permfix.containers.plugins.module_utils._info import DEFAULT_DOCKER_HOST, DetectionError
-from ansible_collections.permfix.containers.plugins.module_utils._subid import SubidError, read_subid_file
-
 DAEMON_JSON = "/etc/docker/daemon.json"
 # Symbolic links followed inside a container when reading a file (/etc/passwd -> ...).
 MAX_LINKS = 8
@@ -54,7 +110,7 @@ MAX_LINKS = 8
 MAX_FILE_BYTES = 4 * 1024 * 1024
 
 
-class DockerEngineError(Exception):
+class DockerEngineError(PermfixError):
     """The Docker daemon could not be asked; the message says which daemon and why."""
 
 
@@ -174,7 +230,7 @@ def file_from_tar(data: bytes) -> Tuple[str, str]:
         raise DockerEngineError(f"the archive of a container file could not be read: {exc}") from exc
 
 
-class MissingDockerSdk(Exception):
+class MissingDockerSdk(PermfixError):
     """The Docker daemon is there but the Docker SDK for Python is not; the argument is the daemon's
     address (the module reports ``missing_required_lib``)."""
 

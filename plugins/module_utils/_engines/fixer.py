@@ -1,28 +1,6 @@
 # Copyright: permfix.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The one-off, locked-down fixer (and read-only inspector) container for named volumes.
-
-The fixer runs ``find`` and ``chown -h`` from a busybox image inside a container whose only
-mount is the volume (at ``/v``), with no network, a read-only root filesystem, every
-capability dropped except ``CHOWN`` and ``DAC_READ_SEARCH`` (to enter directories whatever
-their mode), ``no-new-privileges``, as uid 0 of the engine's namespace (so a rootless podman
-fixer changes owners in that user's namespace only), labelled ``permfix.containers.fixer``
-and removed afterwards, also on failure.
-
-Why ``find``/``chown -h`` in a container and not the ownership engine on the host: the
-container is the safety boundary. ``find`` never follows a symbolic link (no ``-L``), stays
-on the volume (``-xdev``), selects only entries whose owner or group differ (so nothing that
-is already right is touched), skips regular files with more than one hard link and device
-nodes (like the ownership engine) and lists directories after their content (``-depth``), so
-the volume root is changed last. ``chown -h`` changes a symbolic link itself. A path
-component swapped for a symbolic link between ``find`` and ``chown`` (by a process writing
-the volume during the fix) can only lead to something the container sees: the volume or the
-container's own read-only root, never the host's files. Stop the containers using the volume
-(``stop_containers``) to close even that window.
-
-Images: the fixer image is a parameter; when it is missing it is pulled (if allowed) and
-otherwise built from the host's static busybox with ``docker import`` / ``podman import``.
-"""
+"""TODO docstring (_fixer)."""
 
 from __future__ import annotations
 
@@ -36,8 +14,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from ansible_collections.permfix.containers.plugins.module_utils._docker import DockerEngine, DockerEngineError, NotFound
-from ansible_collections.permfix.containers.plugins.module_utils._podman import Account, PodmanError, Runner, run_podman
+from ansible_collections.permfix.containers.plugins.module_utils._core.errors import PermfixError
+from ansible_collections.permfix.containers.plugins.module_utils._core.numbers import ID_MAX
+from ansible_collections.permfix.containers.plugins.module_utils._core.runner import Runner
+from ansible_collections.permfix.containers.plugins.module_utils._engines.docker import (
+    DockerEngine,
+    DockerEngineError,
+    NotFound,
+)
+from ansible_collections.permfix.containers.plugins.module_utils._engines.podman import PodmanError, run_podman
+from ansible_collections.permfix.containers.plugins.module_utils._host.accounts import Account
 
 try:
     from docker.types import Mount as DockerMount
@@ -54,7 +40,7 @@ APPLETS: tuple[str, ...] = ("sh", "find", "chown", "wc", "stat", "cat")
 PODMAN_ROOTFUL_ULIMITS: tuple[str, ...] = ("--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024")
 
 
-class FixerError(Exception):
+class FixerError(PermfixError):
     """The fixer or inspector could not run; the message says what to do."""
 
 
@@ -102,7 +88,7 @@ def inspect_script(uid: int, gid: int) -> str:
 
 def _check_ids(uid: int, gid: int) -> None:
     for value in (uid, gid):
-        if not isinstance(value, int) or value < 0 or value >= 4294967295:
+        if not isinstance(value, int) or value < 0 or value > ID_MAX:
             raise FixerError(f"{value!r} is not a valid numeric id")
 
 

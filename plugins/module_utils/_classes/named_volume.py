@@ -1,0 +1,312 @@
+# Copyright: permfix.containers contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""TODO docstring (_volumes)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Optional, Tuple
+
+from ansible_collections.permfix.containers.plugins.module_utils._core.contracts import Detection
+from ansible_collections.permfix.containers.plugins.module_utils._core.errors import OptionError
+from ansible_collections.permfix.containers.plugins.module_utils._core.findings import make_finding
+from ansible_collections.permfix.containers.plugins.module_utils._core.runner import Runner
+from ansible_collections.permfix.containers.plugins.module_utils._engines.containers import Container
+from ansible_collections.permfix.containers.plugins.module_utils._engines.docker import (
+    DEFAULT_DOCKER_HOST,
+    DOCKER_ARGUMENT_SPEC,
+    DockerEngineError,
+    docker_options,
+    docker_socket_path,
+    examine_engines,
+)
+from ansible_collections.permfix.containers.plugins.module_utils._engines.fixer import DEFAULT_FIXER_IMAGE, FixerError
+from ansible_collections.permfix.containers.plugins.module_utils._engines.podman import (
+    PodmanError,
+    podman_path,
+    rootless_users,
+)
+from ansible_collections.permfix.containers.plugins.module_utils._engines.scopes import (
+    ENGINES,
+    EngineScope,
+    docker_scope,
+    list_volumes,
+    podman_scope,
+    scope_containers,
+)
+from ansible_collections.permfix.containers.plugins.module_utils._engines.volumes import (
+    SCAN_CHOICES,
+    Volume,
+    VolumeError,
+    access_method,
+    expected_owner,
+    observe_in_container,
+    observe_on_host,
+    parse_owner,
+    root_matches,
+    volume_users,
+)
+from ansible_collections.permfix.containers.plugins.module_utils._host.access import (
+    HostIdentity,
+    check_access,
+    needed_access,
+    path_facts,
+)
+from ansible_collections.permfix.containers.plugins.module_utils._host.accounts import Account
+
+# --------------------------------------------------------------------------------------------
+# volume_owner_info
+
+
+@dataclass
+class VolumeInfoRequest:
+    engines: Tuple[str, ...] = ENGINES
+    podman_users: Optional[Tuple[str, ...]] = None
+    volumes: Tuple[str, ...] = ()
+    owners: Mapping[str, Tuple[int, int]] = field(default_factory=dict)
+    docker_host: str = DEFAULT_DOCKER_HOST
+    timeout: int = 10
+    scan: str = "full"
+    sample_size: int = 10
+    inspector: bool = True
+    fixer_image: str = DEFAULT_FIXER_IMAGE
+
+
+@dataclass
+class InfoOutcome:
+    findings: list[dict[str, Any]] = field(default_factory=list)
+    volumes: list[dict[str, Any]] = field(default_factory=list)
+    fix_plan: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"findings": self.findings, "volumes": self.volumes, "fix_plan": self.fix_plan, "notes": self.notes}
+
+
+def _scopes(request: VolumeInfoRequest, runner: Runner, notes: list[str]) -> list[EngineScope]:
+    scopes = []
+    if "docker" in request.engines:
+        path = docker_socket_path(request.docker_host)
+        if path is not None and not os.path.exists(path) and request.docker_host == DEFAULT_DOCKER_HOST:
+            notes.append(f"no Docker daemon at {request.docker_host}; no Docker volumes were examined")
+        else:
+            try:
+                scopes.append(docker_scope(request.docker_host, request.timeout, notes))
+            except VolumeError as exc:
+                notes.append(f"Docker volumes were not examined: {exc}")
+    if "podman" in request.engines:
+        if podman_path() is None:
+            notes.append("podman is not installed on this host; no podman volumes were examined")
+        else:
+            accounts: list[Optional[Account]] = []
+            if request.podman_users is None:
+                accounts = [None] + list(rootless_users())
+            else:
+                for name in request.podman_users:
+                    if name in ("root", "0"):
+                        accounts.append(None)
+                        continue
+                    try:
+                        accounts.append(Account.lookup(name))
+                    except KeyError:
+                        notes.append(f"podman user {name!r} does not exist on this host; its volumes were not examined")
+            for account in accounts:
+                try:
+                    scopes.append(podman_scope(runner, account))
+                except PodmanError as exc:
+                    notes.append(f"podman volumes of {account.name if account else 'root'} were not examined: {exc}")
+    return scopes
+
+
+def volume_report(request: VolumeInfoRequest, runner: Runner) -> InfoOutcome:
+    """Discover every volume, its expected and observed owners, findings and a fix plan."""
+    outcome = InfoOutcome()
+    for scope in _scopes(request, runner, outcome.notes):
+        try:
+            volumes = list_volumes(scope, runner, request.volumes)
+            containers = scope_containers(scope, runner, outcome.notes) if volumes else []
+        except (DockerEngineError, PodmanError) as exc:
+            outcome.notes.append(f"volumes of {scope.describe()} were not examined: {exc}")
+            continue
+        for volume in volumes:
+            try:
+                _examine(volume, scope, containers, request, runner, outcome)
+            except (VolumeError, FixerError, DockerEngineError, PodmanError) as exc:
+                outcome.volumes.append(_record(volume, status="error", reason=str(exc)))
+                outcome.notes.append(str(exc))
+    return outcome
+
+
+VOLUME_INFO_ARGUMENT_SPEC: dict[str, Any] = {
+    "engines": {"type": "list", "elements": "str", "choices": list(ENGINES), "default": list(ENGINES)},
+    "podman_users": {"type": "list", "elements": "str"},
+    "volumes": {"type": "list", "elements": "str", "default": []},
+    "owners": {"type": "dict", "default": {}},
+    **DOCKER_ARGUMENT_SPEC,
+    "scan": {"type": "str", "choices": list(SCAN_CHOICES), "default": "full"},
+    "sample_size": {"type": "int", "default": 10},
+    "inspector": {"type": "bool", "default": True},
+    "fixer_image": {"type": "str", "default": DEFAULT_FIXER_IMAGE},
+}
+
+
+def volume_info_request(params: Mapping[str, Any]) -> VolumeInfoRequest:
+    """volume_owner_info's validated parameters as a request; OptionError says what is wrong."""
+    docker_host, timeout = docker_options(params)
+    if params["sample_size"] < 0:
+        raise OptionError("sample_size cannot be negative")
+    owners = {}
+    for name, value in (params["owners"] or {}).items():
+        try:
+            owners[str(name)] = parse_owner(str(value), f"owners[{name}]")
+        except ValueError as exc:
+            raise OptionError(str(exc)) from None
+    return VolumeInfoRequest(
+        engines=tuple(params["engines"]),
+        podman_users=tuple(params["podman_users"]) if params["podman_users"] is not None else None,
+        volumes=tuple(params["volumes"]),
+        owners=owners,
+        docker_host=docker_host,
+        timeout=timeout,
+        scan=params["scan"],
+        sample_size=params["sample_size"],
+        inspector=params["inspector"],
+        fixer_image=params["fixer_image"],
+    )
+
+
+def volume_info(request: VolumeInfoRequest, runner: Runner) -> dict[str, Any]:
+    """Everything volume_owner_info returns; DetectionError when the volumes cannot be examined."""
+    return examine_engines(lambda: volume_report(request, runner), "named volumes", "volumes")
+
+
+VOLUME_INFO = Detection("named_volume", "volume_owner_info", VOLUME_INFO_ARGUMENT_SPEC, volume_info_request, volume_info, docker_scoped=True)
+
+
+def _finding(severity: str, volume: Volume, message: str, names: Sequence[str], kind: Optional[str] = None, **values: Any) -> dict[str, Any]:
+    """A ``named_volume`` finding; its id names the engine, the rootless user and the volume
+    (not the containers, which come and go), so it is stable across runs."""
+    finding = make_finding(
+        "named_volume", severity, volume.name, message,
+        id_parts=(volume.engine, volume.owner, kind), engine=volume.engine, user=volume.owner, **values,
+    )
+    finding["container"] = ", ".join(names) or None
+    return finding
+
+
+def _record(volume: Volume, **values: Any) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "name": volume.name,
+        "engine": volume.engine,
+        "user": volume.owner,
+        "driver": volume.driver,
+        "mountpoint": volume.mountpoint,
+    }
+    record.update(values)
+    return record
+
+
+def _examine(
+    volume: Volume,
+    scope: EngineScope,
+    containers: Sequence[Container],
+    request: VolumeInfoRequest,
+    runner: Runner,
+    outcome: InfoOutcome,
+) -> None:
+    notes = outcome.notes
+    users = volume_users(volume, containers, notes)
+    declared = request.owners.get(volume.name)
+    expectation, conflict = expected_owner(volume, users, declared)
+    names = sorted({user.container for user in users})
+    method, reason = access_method(volume)
+    base = {"containers": [user.as_dict() for user in users], "access_method": method}
+    if conflict is not None:
+        finding = _finding(
+            "error", volume, conflict, names, "conflict",
+            expected={"owners": [{"container": u.container, "host_uid": u.host_uid, "host_gid": u.host_gid} for u in users]},
+            fixable=False,
+        )
+        outcome.findings.append(finding)
+        outcome.volumes.append(_record(volume, status="conflict", reason=conflict, finding=finding["id"], **base))
+        return
+    if expectation is None:
+        reason = "no container that needs a particular owner uses it, and no owner is declared"
+        outcome.volumes.append(_record(volume, status="unused" if not users else "ok", reason=reason, **base))
+        return
+    base["expected"] = expectation.as_dict()
+    if method == "none":
+        finding = _finding(
+            "info", volume, f"{reason}; it was not checked", names, "not_inspectable",
+            expected=expectation.as_dict(), fixable=False,
+        )
+        outcome.findings.append(finding)
+        outcome.volumes.append(_record(volume, status="not_inspectable", reason=reason, finding=finding["id"], **base))
+        return
+    if method == "container":
+        if not request.inspector:
+            outcome.volumes.append(_record(volume, status="not_inspected", reason=f"{reason}; set inspector to count through a read-only container", **base))
+            return
+        backend = scope.backend(runner, 600)
+        if not backend.image_present(request.fixer_image):
+            outcome.volumes.append(_record(
+                volume, status="not_inspected",
+                reason=f"{reason}, and the inspector image {request.fixer_image} is not present (volume_owner builds it)", **base))
+            return
+        observation = observe_in_container(backend, volume, expectation, request.fixer_image)
+    else:
+        observation = observe_on_host(volume, expectation, request.scan == "full", request.sample_size)
+    base["observed"] = observation.as_dict()
+    notes.extend(f"{volume.describe()}: {problem}" for problem in observation.problems)
+    stale = observation.mismatched > 0 or not root_matches(observation, expectation)
+    if not stale:
+        outcome.volumes.append(_record(volume, status="ok", reason=None, **base))
+        return
+    severity = "warning"
+    denied = []
+    if observation.method == "host":
+        try:
+            facts = path_facts(volume.mountpoint)
+        except OSError:
+            facts = None
+        for user in users:
+            if facts is None or user.dac_override:
+                continue
+            who = HostIdentity(user.host_uid, user.host_gid, user.groups)
+            if not check_access(facts, who, needed_access(True, not user.rw)).granted:
+                denied.append(user.container)
+    elif users and not root_matches(observation, expectation):
+        denied = names
+    if denied or not users:
+        severity = "error" if denied else "warning"
+    owner_text = f"{observation.uid}:{observation.gid}"
+    want_text = f"{expectation.uid}:{expectation.gid}"
+    if (expectation.host_uid, expectation.host_gid) != (expectation.uid, expectation.gid):
+        want_text += f" (host {expectation.host_uid}:{expectation.host_gid})"
+    who = f"used by {', '.join(names)}" if names else "declared owner"
+    message = (
+        f"{volume.describe()} ({who}) should be owned by {want_text}, but its root is owned by {owner_text} "
+        f"and {observation.mismatched:,} of {observation.entries:,} entries differ"
+    )
+    if denied:
+        message += f"; {', '.join(denied)} cannot write it"
+    fix_text = f"chown {expectation.uid}:{expectation.gid} on {observation.mismatched:,} of {observation.entries:,} entries with a fixer container"
+    finding = _finding(
+        severity, volume, message, names,
+        observed=observation.as_dict(), expected=expectation.as_dict(),
+        fixable=True, fix=fix_text,
+    )
+    outcome.findings.append(finding)
+    outcome.volumes.append(_record(volume, status="stale", reason=None, finding=finding["id"], **base))
+    outcome.fix_plan.append({
+        "volume": volume.name,
+        "engine": volume.engine,
+        "user": volume.owner,
+        "owner": f"{expectation.uid}:{expectation.gid}",
+        "host_owner": f"{expectation.host_uid}:{expectation.host_gid}",
+        "containers": names,
+        "mismatched": observation.mismatched,
+        "finding": finding["id"],
+    })

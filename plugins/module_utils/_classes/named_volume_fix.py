@@ -1,0 +1,193 @@
+# Copyright: permfix.containers contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""TODO docstring (_volumes)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Optional, Tuple
+
+from ansible_collections.permfix.containers.plugins.module_utils._core.runner import Runner
+from ansible_collections.permfix.containers.plugins.module_utils._engines.docker import (
+    DEFAULT_DOCKER_HOST,
+    DockerEngineError,
+)
+from ansible_collections.permfix.containers.plugins.module_utils._engines.fixer import (
+    DEFAULT_BUSYBOX,
+    DEFAULT_FIXER_IMAGE,
+    FixerRun,
+    ensure_image,
+    fix_script,
+)
+from ansible_collections.permfix.containers.plugins.module_utils._engines.podman import (
+    PodmanError,
+    podman_path,
+    run_podman,
+)
+from ansible_collections.permfix.containers.plugins.module_utils._engines.scopes import (
+    EngineScope,
+    docker_scope,
+    list_volumes,
+    podman_scope,
+    scope_containers,
+)
+from ansible_collections.permfix.containers.plugins.module_utils._engines.volumes import (
+    VolumeError,
+    access_method,
+    expected_owner,
+    observe_in_container,
+    observe_on_host,
+    root_matches,
+    volume_users,
+)
+from ansible_collections.permfix.containers.plugins.module_utils._host.accounts import Account
+
+# --------------------------------------------------------------------------------------------
+# volume_owner
+
+
+@dataclass
+class VolumeFixRequest:
+    volume: str
+    engine: str = "docker"
+    podman_user: Optional[str] = None
+    owner: Optional[Tuple[int, int]] = None
+    fixer_image: str = DEFAULT_FIXER_IMAGE
+    pull: bool = True
+    busybox_path: str = DEFAULT_BUSYBOX
+    stop_containers: bool = False
+    docker_host: str = DEFAULT_DOCKER_HOST
+    timeout: int = 10
+    fixer_timeout: int = 600
+    sample_size: int = 10
+
+
+def fix_volume(request: VolumeFixRequest, runner: Runner, check_mode: bool) -> dict[str, Any]:
+    """Examine one volume and, when it differs (and not in check mode), fix it with a fixer
+    container. Raises VolumeError/FixerError with a sentence for the user."""
+    notes: list[str] = []
+    account = None
+    if request.engine == "docker":
+        scope = docker_scope(request.docker_host, request.timeout, notes)
+    else:
+        if podman_path() is None:
+            raise VolumeError("podman is not installed on this host")
+        if request.podman_user not in (None, "", "root", "0"):
+            try:
+                account = Account.lookup(str(request.podman_user))
+            except KeyError:
+                raise VolumeError(f"podman_user {request.podman_user!r} does not exist on this host") from None
+        try:
+            scope = podman_scope(runner, account)
+        except PodmanError as exc:
+            raise VolumeError(str(exc)) from None
+    try:
+        volumes = list_volumes(scope, runner, [request.volume])
+        if not volumes:
+            listing = "docker volume ls" if request.engine == "docker" else "podman volume ls" + (f" (as {account.name})" if account else "")
+            raise VolumeError(f"volume {request.volume!r} does not exist in {scope.describe()}; '{listing}' lists the volumes there")
+        volume = volumes[0]
+        containers = scope_containers(scope, runner, notes)
+    except (DockerEngineError, PodmanError) as exc:
+        raise VolumeError(f"{scope.describe()} could not be asked about volume {request.volume}: {exc}") from None
+    users = volume_users(volume, containers, notes)
+    expectation, conflict = expected_owner(volume, users, request.owner)
+    if conflict is not None:
+        raise VolumeError(conflict + " (set owner)")
+    if expectation is None:
+        raise VolumeError(
+            f"no container that needs a particular owner uses {volume.describe()}: set owner (uid:gid as the containers see them)"
+        )
+    method, reason = access_method(volume)
+    if method == "none":
+        raise VolumeError(f"{reason}; it was not inspected and not fixed")
+    backend = scope.backend(runner, request.fixer_timeout)
+    image_source = None
+    if method == "host":
+        before = observe_on_host(volume, expectation, True, request.sample_size)
+    else:
+        if check_mode and not backend.image_present(request.fixer_image):
+            raise VolumeError(
+                f"{reason}, so it can only be examined through an inspector container, and the fixer image "
+                f"{request.fixer_image} is not present: run without check mode once, or load fixer_image"
+            )
+        image_source = ensure_image(backend, request.fixer_image, request.pull, request.busybox_path)
+        before = observe_in_container(backend, volume, expectation, request.fixer_image)
+    result: dict[str, Any] = {
+        "volume": volume.name,
+        "engine": volume.engine,
+        "user": volume.owner,
+        "owner": expectation.as_dict(),
+        "method": method,
+        "before": before.as_dict(),
+        "after": None,
+        "fixer": None,
+        "stopped_containers": [],
+        "notes": notes + [f"{volume.describe()}: {problem}" for problem in before.problems],
+    }
+    differs = before.mismatched > 0 or not root_matches(before, expectation)
+    result["changed"] = differs
+    want = f"{expectation.uid}:{expectation.gid}"
+    result["diff"] = {
+        "before": {"root_owner": f"{before.uid}:{before.gid}", "mismatched": before.mismatched, "entries": before.entries},
+        "after": {"root_owner": want if differs else f"{before.uid}:{before.gid}", "mismatched": 0, "entries": before.entries},
+    }
+    running = [user.container for user in users if user.running]
+    if not differs:
+        result["after"] = before.as_dict()
+        return result
+    if request.stop_containers:
+        result["stopped_containers"] = sorted(set(running))
+    if check_mode:
+        return result
+    if image_source is None:
+        image_source = ensure_image(backend, request.fixer_image, request.pull, request.busybox_path)
+    stopped: list[str] = []
+    try:
+        if request.stop_containers:
+            _stop(scope, runner, sorted(set(running)), stopped)
+        run: FixerRun = backend.run(volume.name, request.fixer_image, fix_script(expectation.uid, expectation.gid), False, image_source)
+    finally:
+        restart_errors = _start(scope, runner, stopped)
+    result["fixer"] = run.as_dict()
+    if run.rc != 0:
+        raise VolumeError(
+            f"the fixer container for {volume.describe()} failed (exit {run.rc}): {run.stderr.strip()[:500]}"
+            + (f"; restarting containers failed: {'; '.join(restart_errors)}" if restart_errors else "")
+        )
+    if restart_errors:
+        result["notes"].append("restarting containers failed: " + "; ".join(restart_errors))
+    after = observe_on_host(volume, expectation, True, request.sample_size) if method == "host" else observe_in_container(
+        backend, volume, expectation, request.fixer_image
+    )
+    result["after"] = after.as_dict()
+    if after.mismatched > 0 or not root_matches(after, expectation):
+        raise VolumeError(
+            f"after the fixer ran, {after.mismatched:,} entries of {volume.describe()} still differ from {want} "
+            f"(entries owned by ids outside the engine's namespace cannot be changed by it)"
+        )
+    return result
+
+
+def _stop(scope: EngineScope, runner: Runner, names: Sequence[str], stopped: list[str]) -> None:
+    """Stop ``names``, appending each to ``stopped`` once it is stopped (for the restart)."""
+    for name in names:
+        if scope.docker is not None:
+            scope.docker._call(f"stop container {name}", scope.docker.client.stop, name)
+        else:
+            run_podman(runner, ["stop", name], scope.account)
+        stopped.append(name)
+
+
+def _start(scope: EngineScope, runner: Runner, names: Sequence[str]) -> list[str]:
+    errors = []
+    for name in names:
+        try:
+            if scope.docker is not None:
+                scope.docker._call(f"start container {name}", scope.docker.client.start, name)
+            else:
+                run_podman(runner, ["start", name], scope.account)
+        except (DockerEngineError, PodmanError) as exc:
+            errors.append(str(exc))
+    return errors

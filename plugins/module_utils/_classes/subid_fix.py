@@ -1,0 +1,403 @@
+# Copyright: permfix.containers contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""TODO docstring (_subid)."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+from ansible_collections.permfix.containers.plugins.module_utils._core.atomic import (
+    SerialLock,
+    ShadowLock,
+    write_atomically,
+)
+from ansible_collections.permfix.containers.plugins.module_utils._core.runner import Runner
+from ansible_collections.permfix.containers.plugins.module_utils._engines.podman import (
+    PodmanError,
+    has_rootless_state,
+    pause_process_uids,
+    podman_path,
+    run_podman,
+)
+from ansible_collections.permfix.containers.plugins.module_utils._host.accounts import Account, AccountDatabase
+from ansible_collections.permfix.containers.plugins.module_utils._host.subid_file import (
+    ID_WORD,
+    KINDS,
+    SUBGID,
+    SUBUID,
+    IdBounds,
+    Snapshot,
+    SubidError,
+    SubidFile,
+    SubidLine,
+    SubidPaths,
+    SubRange,
+    account_ids,
+    describe_ranges,
+    first_free,
+    is_free,
+    load_snapshot,
+    merge_intervals,
+    read_subid_file,
+    union_size,
+)
+
+MIGRATE_ON_CHANGE = "on_change"
+MIGRATE_ALWAYS = "always"
+MIGRATE_NEVER = "never"
+MIGRATE_WARNING = "podman system migrate stops every running container of the user"
+
+
+@dataclass(frozen=True)
+class RangeChange:
+    """One change to a user's ranges: widen the range of line ``line``, or add a range."""
+
+    kind: str
+    action: str
+    before: Optional[SubRange]
+    after: SubRange
+    line: Optional[int] = None
+
+    @property
+    def added(self) -> SubRange:
+        """The IDs this change gives the user."""
+        if self.before is None:
+            return self.after
+        return SubRange(self.before.end, self.after.end - self.before.end)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "action": self.action,
+            "start": self.added.start,
+            "count": self.added.count,
+            "line": self.line,
+            "range_before": self.before.as_dict() if self.before else None,
+            "range_after": self.after.as_dict(),
+        }
+
+
+def occupied_intervals(subid_file: SubidFile, account_ids: Iterable[int]) -> list[tuple[int, int]]:
+    """What a new range must keep clear of: every range in the file and every account ID."""
+    intervals = [(rng.start, rng.end) for rng in subid_file.occupied()]
+    intervals.extend((value, value + 1) for value in account_ids)
+    return merge_intervals(intervals)
+
+
+def plan_user(
+    files: Mapping[str, SubidFile],
+    accounts: AccountDatabase,
+    user: Account,
+    wanted: Mapping[str, int],
+    bounds: Mapping[str, IdBounds],
+) -> dict[str, list[RangeChange]]:
+    """What to change so ``user`` holds at least ``wanted[kind]`` IDs of each kind.
+
+    Never moves or shrinks a range. Widens the first of the user's plain ranges whose
+    following IDs are free (within the bounds), otherwise adds one range of the missing size
+    at the first free block; when both kinds need a new range of the same size, a start free
+    in both files is preferred so the user's UIDs and GIDs line up.
+    """
+    plan: dict[str, list[RangeChange]] = {kind: [] for kind in KINDS}
+    shortfall: dict[str, int] = {}
+    occupied: dict[str, list[tuple[int, int]]] = {}
+    for kind in KINDS:
+        mine = files[kind].lines_of(user, accounts)
+        have = union_size(line.range for line in mine if line.range is not None)
+        need = wanted[kind] - have
+        if need <= 0:
+            continue
+        occupied[kind] = occupied_intervals(files[kind], account_ids(accounts, kind))
+        widened = _widen(kind, mine, need, occupied[kind], bounds[kind])
+        if widened is not None:
+            plan[kind].append(widened)
+        else:
+            shortfall[kind] = need
+    if len(shortfall) == 2 and shortfall[SUBUID] == shortfall[SUBGID]:
+        need = shortfall[SUBUID]
+        joint = merge_intervals(occupied[SUBUID] + occupied[SUBGID])
+        low = max(bounds[SUBUID].low, bounds[SUBGID].low)
+        high = min(bounds[SUBUID].high, bounds[SUBGID].high)
+        start = first_free(joint, need, low, high)
+        if start is not None:
+            for kind in KINDS:
+                plan[kind].append(RangeChange(kind, "add", None, SubRange(start, need)))
+            return plan
+    for kind, need in shortfall.items():
+        start = first_free(occupied[kind], need, bounds[kind].low, bounds[kind].high)
+        if start is None:
+            raise SubidError(
+                f"no block of {need} free subordinate {ID_WORD[kind]}s is left between "
+                f"SUB_{ID_WORD[kind]}_MIN {bounds[kind].low} and SUB_{ID_WORD[kind]}_MAX {bounds[kind].high} "
+                f"in {files[kind].path}; raise SUB_{ID_WORD[kind]}_MAX in login.defs or remove unused ranges"
+            )
+        plan[kind].append(RangeChange(kind, "add", None, SubRange(start, need)))
+    return plan
+
+
+def _widen(
+    kind: str,
+    mine: Sequence[SubidLine],
+    need: int,
+    occupied: Sequence[tuple[int, int]],
+    bounds: IdBounds,
+) -> Optional[RangeChange]:
+    for line in mine:
+        rng = line.range
+        if not line.canonical or rng is None:
+            continue
+        if rng.end < bounds.low or rng.end + need - 1 > bounds.high:
+            continue
+        if is_free(occupied, rng.end, need):
+            return RangeChange(kind, "widen", rng, SubRange(rng.start, rng.count + need), line.number)
+    return None
+
+
+def apply_range_changes(subid_file: SubidFile, owner: str, changes: Sequence[RangeChange]) -> str:
+    """The file's new text: widened lines rewritten in place, new ranges appended.
+
+    Every other line keeps its exact bytes; a last line without a newline gets one before a
+    range is appended after it (as shadow-utils does).
+    """
+    widened = {change.line: change for change in changes if change.action == "widen"}
+    out = []
+    for line in subid_file.lines:
+        change = widened.get(line.number)
+        if change is None:
+            out.append(line.raw)
+        else:
+            out.append(f"{line.owner}:{change.after.start}:{change.after.count}" + ("\n" if line.newline else ""))
+    added = [change for change in changes if change.action == "add"]
+    if added:
+        text = "".join(out)
+        if text and not text.endswith("\n"):
+            out.append("\n")
+        out.extend(f"{owner}:{change.after.start}:{change.after.count}\n" for change in added)
+    return "".join(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# The fix
+
+
+@dataclass
+class SubidFixRequest:
+    user: str
+    counts: Optional[Mapping[str, int]] = None
+    paths: SubidPaths = field(default_factory=SubidPaths)
+    migrate: str = MIGRATE_ON_CHANGE
+    proc_root: str = "/proc"
+
+
+@dataclass
+class EnsureResult:
+    user: Account
+    changes: dict[str, list[RangeChange]]
+    before: dict[str, str]
+    after: dict[str, str]
+    ranges: dict[str, list[SubRange]]
+    wanted: dict[str, int]
+    method: Optional[str] = None
+    backups: dict[str, str] = field(default_factory=dict)
+    migrate: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def changed_ranges(self) -> bool:
+        return any(self.changes[kind] for kind in KINDS)
+
+
+def usermod_path() -> Optional[str]:
+    return shutil.which("usermod") or shutil.which("usermod", path="/usr/sbin:/usr/bin:/sbin:/bin")
+
+
+def usermod_supports_subids(runner: Runner, executable: str) -> bool:
+    rc, stdout, stderr = runner([executable, "--help"], "/")
+    return "--add-subuids" in stdout + stderr
+
+
+def ensure_subids(
+    request: SubidFixRequest,
+    runner: Runner,
+    *,
+    check_mode: bool,
+    backup: Optional[Callable[[str], str]] = None,
+) -> EnsureResult:
+    """Make sure the user holds at least the wanted number of subordinate UIDs and GIDs.
+
+    In check mode nothing is locked or written and the result says exactly what a real run
+    would change. Raises SubidError with an actionable message.
+    """
+    snap = load_snapshot(request.paths)
+    if snap.source != "files":
+        raise SubidError(
+            f"subordinate IDs on this host come from the NSS source {snap.source!r} ('subid:' in "
+            f"{request.paths.nsswitch}), not from {request.paths.subuid} and {request.paths.subgid}; "
+            f"change the ranges in that source (for example the directory server) instead"
+        )
+    user = snap.accounts.resolve_user(request.user)
+    if user is None:
+        raise SubidError(
+            f"user {request.user!r} does not exist (not in {request.paths.passwd}"
+            + (" nor the passwd database" if snap.accounts.nss_fallback else "")
+            + "); create the user first"
+        )
+    wanted = {kind: (request.counts or {}).get(kind, snap.bounds[kind].count) for kind in KINDS}
+    if check_mode:
+        result = _result(snap, user, wanted, plan_user(snap.files, snap.accounts, user, wanted, snap.bounds))
+    else:
+        with SerialLock():
+            snap = load_snapshot(request.paths)
+            plan = plan_user(snap.files, snap.accounts, user, wanted, snap.bounds)
+            use_usermod = _usermod_applies(snap, user, plan, runner)
+            if any(plan[kind] for kind in KINDS) and use_usermod is None:
+                with ShadowLock([request.paths.subuid, request.paths.subgid]):
+                    snap = load_snapshot(request.paths)
+                    plan = plan_user(snap.files, snap.accounts, user, wanted, snap.bounds)
+                    result = _result(snap, user, wanted, plan)
+                    _write_files(snap, result, backup)
+                    result.method = "file"
+            elif any(plan[kind] for kind in KINDS) and use_usermod is not None:
+                result = _result(snap, user, wanted, plan)
+                _run_usermod(snap, result, use_usermod, runner, backup)
+                result.method = "usermod"
+            else:
+                result = _result(snap, user, wanted, plan)
+    _overlap_warnings(snap, user, result)
+    result.migrate = _migrate(request, user, result.changed_ranges, runner, check_mode)
+    return result
+
+
+def _result(snap: Snapshot, user: Account, wanted: dict[str, int], plan: dict[str, list[RangeChange]]) -> EnsureResult:
+    before = {kind: snap.files[kind].text for kind in KINDS}
+    after = {kind: apply_range_changes(snap.files[kind], user.name, plan[kind]) if plan[kind] else before[kind] for kind in KINDS}
+    ranges = {}
+    for kind in KINDS:
+        current = [line.range for line in snap.files[kind].lines_of(user, snap.accounts) if line.range is not None]
+        widened = {change.before: change.after for change in plan[kind] if change.action == "widen"}
+        ranges[kind] = [widened.get(rng, rng) for rng in current] + [c.after for c in plan[kind] if c.action == "add"]
+    return EnsureResult(user, plan, before, after, ranges, wanted)
+
+
+def _usermod_applies(snap: Snapshot, user: Account, plan: Mapping[str, list[RangeChange]], runner: Runner) -> Optional[str]:
+    """usermod's path when it can make this change: only additions, to the system files, for a
+    user of /etc/passwd (usermod edits only local accounts), with a usermod that knows
+    --add-subuids. None otherwise."""
+    if not snap.paths.system_files:
+        return None
+    if any(change.action != "add" for kind in KINDS for change in plan[kind]):
+        return None
+    if user.name not in {entry.name for entry in snap.accounts.users}:
+        return None
+    executable = usermod_path()
+    if executable is None or not usermod_supports_subids(runner, executable):
+        return None
+    return executable
+
+
+def _write_files(snap: Snapshot, result: EnsureResult, backup: Optional[Callable[[str], str]]) -> None:
+    for kind in KINDS:
+        if not result.changes[kind]:
+            continue
+        path = snap.paths.of(kind)
+        if backup is not None and snap.files[kind].exists:
+            result.backups[kind] = backup(path)
+        try:
+            write_atomically(path, result.after[kind])
+        except OSError as exc:
+            raise SubidError(f"cannot write {path}: {exc.strerror or exc}; run as root (become: true)") from exc
+
+
+def _run_usermod(
+    snap: Snapshot, result: EnsureResult, executable: str, runner: Runner, backup: Optional[Callable[[str], str]]
+) -> None:
+    argv = [executable]
+    for kind in KINDS:
+        for change in result.changes[kind]:
+            flag = "--add-subuids" if kind == SUBUID else "--add-subgids"
+            argv += [flag, f"{change.after.start}-{change.after.last}"]
+        if result.changes[kind] and backup is not None and snap.files[kind].exists:
+            result.backups[kind] = backup(snap.paths.of(kind))
+    argv.append(result.user.name)
+    rc, stdout, stderr = runner(argv, "/")
+    if rc != 0:
+        raise SubidError(f"'{' '.join(argv)}' failed with exit code {rc}: {(stderr or stdout).strip()}")
+    # usermod appends exactly what apply_range_changes predicted; read back to prove it, and to make
+    # sure no other program (useradd, a hand edit) took the same IDs while this run chose them.
+    clashes = []
+    for kind in KINDS:
+        if not result.changes[kind]:
+            continue
+        written = read_subid_file(kind, snap.paths.of(kind))
+        mine = written.lines_of(result.user, snap.accounts)
+        have = {line.range for line in mine}
+        missing = [c.after for c in result.changes[kind] if c.after not in have]
+        if missing:
+            raise SubidError(
+                f"usermod reported success but {snap.paths.of(kind)} lacks {describe_ranges(missing)} for {result.user.name}"
+            )
+        for change in result.changes[kind]:
+            for line in written.entries:
+                if line not in mine and line.range is not None and line.range.overlaps(change.after):
+                    clashes.append(f"{line.owner}'s {line.range.describe()} ({snap.paths.of(kind)} line {line.number})")
+        result.after[kind] = written.text
+    if clashes:
+        undo = [executable]
+        for kind in KINDS:
+            for change in result.changes[kind]:
+                undo += ["--del-subuids" if kind == SUBUID else "--del-subgids", f"{change.after.start}-{change.after.last}"]
+        undo.append(result.user.name)
+        rc, stdout, stderr = runner(undo, "/")
+        undone = "they were removed again" if rc == 0 else f"removing them again failed ({(stderr or stdout).strip()})"
+        raise SubidError(
+            f"another program added {', '.join(clashes)} while ranges for {result.user.name} were being chosen, so "
+            f"the new ranges overlap it; {undone}. Run again."
+        )
+
+
+def _overlap_warnings(snap: Snapshot, user: Account, result: EnsureResult) -> None:
+    for kind in KINDS:
+        mine = snap.files[kind].lines_of(user, snap.accounts)
+        for line in mine:
+            if line.range is None:
+                continue
+            for other in snap.files[kind].entries:
+                if other in mine or other.range is None or not other.range.overlaps(line.range):
+                    continue
+                result.warnings.append(
+                    f"{user.name}'s subordinate {ID_WORD[kind]}s {line.range.describe()} ({snap.paths.of(kind)} line "
+                    f"{line.number}) overlap {other.owner}'s {other.range.describe()} (line {other.number}); not "
+                    "changed, because moving a range would orphan the files in the user's container storage"
+                )
+                break
+
+
+def _migrate(request: SubidFixRequest, user: Account, changed: bool, runner: Runner, check_mode: bool) -> dict[str, Any]:
+    """Run ``podman system migrate`` as the user when its ranges changed (or always)."""
+    outcome: dict[str, Any] = {"ran": False, "would_run": False, "rc": None, "stdout": "", "stderr": "", "reason": None}
+    if request.migrate == MIGRATE_NEVER:
+        outcome["reason"] = "migrate is set to never"
+        return outcome
+    if request.migrate == MIGRATE_ON_CHANGE and not changed:
+        outcome["reason"] = "the user's ranges did not change"
+        return outcome
+    if podman_path() is None:
+        outcome["reason"] = "podman is not installed"
+        return outcome
+    account = user
+    if user.uid not in pause_process_uids(request.proc_root) and not has_rootless_state(account):
+        outcome["reason"] = "the user has no rootless podman state, so there is nothing to migrate"
+        return outcome
+    outcome["would_run"] = True
+    outcome["warning"] = MIGRATE_WARNING
+    if check_mode:
+        outcome["reason"] = "check mode"
+        return outcome
+    try:
+        result = run_podman(runner, ["system", "migrate"], account, check=False)
+    except PodmanError as exc:
+        raise SubidError(f"podman system migrate as {user.name} could not run: {exc}") from exc
+    outcome.update(ran=True, rc=result.rc, stdout=result.stdout, stderr=result.stderr)
+    return outcome

@@ -1,0 +1,62 @@
+# Copyright: permfix.containers contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""PRIVATE to the collection. Numbers as C and the kernel read them, and the limits of ids.
+
+One parser for C's base-0 integers (``0x`` hex, leading-``0`` octal, decimal, after optional
+white space and a sign), read the way the two consumers need: :func:`parse_c_number` like
+``strtol`` (login.defs, through shadow-utils' getlong) and :func:`strtoul` like shadow-utils'
+``getulong`` (the fields of /etc/subuid and /etc/subgid, where ``-1`` wraps around).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Optional, Tuple
+
+# uid_t and gid_t are 32 bits and (uid_t)-1 is "no id" (chown(2): "leave unchanged"), so the
+# highest id is ID_MAX and ID_LIMIT = ID_MAX + 1 is the number of ids (the length of the
+# identity map).
+ID_MAX = 4294967294
+ID_LIMIT = ID_MAX + 1
+ULONG_MAX = 2**64 - 1
+
+_C_NUMBER = re.compile(r"^[ \t\n\v\f\r]*([+-]?)(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)$")
+
+
+def _c_number(text: str) -> Optional[Tuple[str, int]]:
+    """The sign and the magnitude of a C base-0 integer, None when ``text`` is not one."""
+    match = _C_NUMBER.match(text)
+    if match is None:
+        return None
+    sign, digits = match.groups()
+    if digits[:2] in ("0x", "0X"):
+        return sign, int(digits[2:], 16)
+    if len(digits) > 1 and digits[0] == "0":
+        return sign, int(digits[1:], 8)
+    return sign, int(digits)
+
+
+def parse_c_number(text: str) -> Optional[int]:
+    """Read ``text`` as C's strtol with base 0 does (0x hex, leading-0 octal, decimal).
+
+    Leading white space and a sign are accepted; anything after the digits is not.
+    Returns None when the whole text is not one number.
+    """
+    parsed = _c_number(text)
+    if parsed is None:
+        return None
+    sign, value = parsed
+    return -value if sign == "-" else value
+
+
+def strtoul(text: str) -> Optional[int]:
+    """``text`` read as shadow-utils' getulong() reads it (strtoul, base 0); None when it rejects it."""
+    parsed = _c_number(text)
+    if parsed is None:
+        return None
+    sign, value = parsed
+    if value > ULONG_MAX:
+        return None
+    if sign == "-":
+        value = (ULONG_MAX + 1 - value) % (ULONG_MAX + 1)
+    return value

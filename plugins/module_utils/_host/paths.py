@@ -1,0 +1,213 @@
+# Copyright: permfix.containers contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""TODO docstring (_ownership, _bind_mounts)."""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import re
+from collections.abc import Iterable, Sequence
+from typing import Any, List, Optional, Tuple
+
+from ansible_collections.permfix.containers.plugins.module_utils._host.accounts import (
+    AccountsError,
+    login_defs_int,
+    parse_login_defs,
+    read_text,
+)
+
+# --------------------------------------------------------------------------------------------
+# Protected paths
+
+
+# The path itself and everything below it is refused.
+PROTECTED_TREES: Tuple[str, ...] = (
+    "/bin",
+    "/boot",
+    "/dev",
+    "/etc",
+    "/proc",
+    "/run",
+    "/sbin",
+    "/sys",
+    "/usr",
+    "/var/run",
+    "/var/lock",
+    "/var/lib/docker",
+    "/var/lib/containers",
+    "/var/lib/containerd",
+)
+# Only the path itself is refused (its subdirectories are where data usually lives).
+PROTECTED_EXACT: Tuple[str, ...] = (
+    "/",
+    "/home",
+    "/root",
+    "/var",
+    "/var/lib",
+    "/var/log",
+    "/var/cache",
+    "/var/spool",
+    "/var/mail",
+    "/var/tmp",
+    "/tmp",
+    "/opt",
+    "/srv",
+    "/mnt",
+    "/media",
+)
+
+_TREE_REASONS = {
+    "/proc": "is the kernel's process filesystem",
+    "/sys": "is the kernel's sysfs",
+    "/dev": "holds device nodes",
+    "/run": "holds the running system's state",
+    "/var/run": "holds the running system's state",
+    "/var/lock": "holds the running system's locks",
+    "/boot": "holds the boot loader and kernels",
+    "/etc": "holds the system's configuration",
+}
+_STORAGE_TREES = ("/var/lib/docker", "/var/lib/containers", "/var/lib/containerd")
+
+
+def normalize_path(path: str) -> str:
+    """An absolute, normalized path (``//x/../y/`` -> ``/y``) without touching the filesystem."""
+    norm = os.path.normpath(path)
+    if norm.startswith("//"):
+        norm = "/" + norm.lstrip("/")
+    return norm
+
+
+def _is_below(path: str, top: str) -> bool:
+    return path == top or path.startswith(top.rstrip("/") + "/")
+
+
+def _inside(norm: str, top: str, what: str) -> str:
+    if norm == top:
+        return f"{top} {what}"
+    return f"{norm} is inside {top}, which {what}"
+
+
+def refusal_reason(
+    path: str,
+    homes: Iterable[str] = (),
+    storage: Iterable[str] = (),
+) -> Optional[str]:
+    """Why changing ownership at ``path`` is refused, or None when it is allowed.
+
+    ``homes`` are the home directories of the host's users (each refused itself, not
+    below); ``storage`` are container storage directories (refused with everything below).
+    Pure: the caller gathers ``homes`` and ``storage`` (see :func:`host_protected_paths`).
+    """
+    if not path.startswith("/"):
+        return f"{path} is not an absolute path"
+    norm = normalize_path(path)
+    for top in list(storage) + list(_STORAGE_TREES):
+        top_norm = normalize_path(top)
+        if top_norm != "/" and _is_below(norm, top_norm):
+            return f"{norm} is container storage ({top_norm}), which only its container engine may change"
+    first = norm.split("/")[1] if norm != "/" else ""
+    if first.startswith("lib"):
+        return _inside(norm, f"/{first}", "holds the operating system's libraries")
+    for top in PROTECTED_TREES:
+        if _is_below(norm, top):
+            return _inside(norm, top, _TREE_REASONS.get(top, "holds the operating system's files"))
+    if norm in PROTECTED_EXACT:
+        return f"{norm} is a system directory shared by the whole host"
+    for home in homes:
+        home_norm = normalize_path(home)
+        if home_norm == norm:
+            return f"{norm} is a user's home directory itself (choose a directory inside it)"
+    return None
+
+
+_STORAGE_KEYS = re.compile(r"""^\s*(graphroot|runroot|rootless_storage_path)\s*=\s*["']([^"']+)["']""", re.M)
+
+
+def host_protected_paths(etc: str = "/etc") -> Tuple[List[str], List[str]]:
+    """Return ``(homes, storage)`` for :func:`refusal_reason` as configured on this host."""
+    import pwd  # local: only this function needs the user database
+
+    homes: List[str] = []
+    storage: List[str] = ["/var/lib/docker", "/var/lib/containers", "/var/lib/containerd"]
+    try:
+        entries = pwd.getpwall()
+    except OSError:
+        entries = []
+    for entry in entries:
+        home = entry.pw_dir or ""
+        if home.startswith("/") and home != "/":
+            homes.append(home)
+            storage.append(os.path.join(home, ".local/share/containers"))
+    try:
+        with open(os.path.join(etc, "docker/daemon.json"), encoding="utf-8") as handle:
+            daemon = json.load(handle)
+        for key in ("data-root", "graph"):
+            if isinstance(daemon.get(key), str) and daemon[key].startswith("/"):
+                storage.append(daemon[key])
+    except (OSError, ValueError, AttributeError):
+        pass
+    for conf in (os.path.join(etc, "containers/storage.conf"), "/usr/share/containers/storage.conf"):
+        try:
+            with open(conf, encoding="utf-8") as handle:
+                text = handle.read()
+        except OSError:
+            continue
+        for _key, value in _STORAGE_KEYS.findall(text):
+            if value.startswith("/") and "$" not in value:
+                storage.append(value)
+    return homes, storage
+
+
+# --------------------------------------------------------------------------------------------
+# Where fixes are allowed
+
+
+def human_homes(passwd: Optional[Sequence[Any]] = None, login_defs: Optional[str] = None) -> list[str]:
+    """Home directories of root and of regular users (UID_MIN..UID_MAX of login.defs)."""
+    if login_defs is None:
+        try:
+            login_defs = read_text("/etc/login.defs")
+        except AccountsError:
+            login_defs = ""
+    values = parse_login_defs(login_defs)
+    uid_min = login_defs_int(values, "UID_MIN", 1000)
+    uid_max = login_defs_int(values, "UID_MAX", 60000)
+    entries = passwd if passwd is not None else pwd.getpwall()
+    homes = []
+    for entry in entries:
+        uid, home = entry.pw_uid, entry.pw_dir or ""
+        if (uid == 0 or uid_min <= uid <= uid_max) and home.startswith("/") and normalize_path(home) != "/":
+            homes.append(normalize_path(home))
+    return sorted(set(homes))
+
+
+def _below(path: str, top: str, strict: bool) -> bool:
+    top = normalize_path(top)
+    if path == top:
+        return not strict
+    return path.startswith(top.rstrip("/") + "/")
+
+
+def placement_problem(
+    real_path: str,
+    allowed_roots: Sequence[str],
+    homes: Sequence[str],
+    allow_home_subdirs: bool,
+) -> Optional[str]:
+    """Why ``real_path`` is outside where fixes are allowed, None when it is inside."""
+    path = normalize_path(real_path)
+    for root in allowed_roots:
+        if _below(path, root, strict=False):
+            return None
+    if allow_home_subdirs:
+        for home in homes:
+            if _below(path, home, strict=True):
+                return None
+    roots = ", ".join(allowed_roots) or "none"
+    extra = " or below a user's home directory" if allow_home_subdirs else ""
+    return (
+        f"{path} is outside the allowed roots ({roots}{extra}); add its parent to "
+        f"bind_mounts_allowed_roots (allowed_roots) to let permfix change it"
+    )
