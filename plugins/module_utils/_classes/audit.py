@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Mapping, Sequence
 from typing import Any, Callable, Optional, Tuple
 
@@ -18,10 +17,9 @@ from ansible_collections.permfix.containers.plugins.module_utils._core.errors im
 from ansible_collections.permfix.containers.plugins.module_utils._core.runner import Runner
 from ansible_collections.permfix.containers.plugins.module_utils._engines.detect import EngineReport, detect_engines
 from ansible_collections.permfix.containers.plugins.module_utils._engines.docker import (
-    DEFAULT_DOCKER_HOST,
     DOCKER_ARGUMENT_SPEC,
     docker_options,
-    docker_socket_path,
+    docker_presence,
 )
 
 # In this order: the order of the findings in the result and in the report.
@@ -87,11 +85,9 @@ def docker_problem(docker_host: str, report: EngineReport) -> Optional[str]:
     (no socket at the default address is an engine the host does not have, not a failure)."""
     if report.docker is not None:
         return None
-    path = docker_socket_path(docker_host)
-    if path is not None and not os.path.exists(path):
-        if docker_host == DEFAULT_DOCKER_HOST:
-            return None
-        return f"no Docker daemon at {docker_host} (the socket {path} does not exist)"
+    presence = docker_presence(docker_host)
+    if not presence.exists:
+        return None if presence.absent else f"no Docker daemon at {docker_host} (the socket {presence.socket} does not exist)"
     if report.docker_notes:
         return report.docker_notes[0]
     return f"the Docker daemon at {docker_host} does not answer"

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import pwd
-import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Optional, Tuple
@@ -18,30 +17,26 @@ from ansible_collections.permfix.containers.plugins.module_utils._core.runner im
 from ansible_collections.permfix.containers.plugins.module_utils._engines.containers import (
     Container,
     Mount,
-    docker_containers,
-    podman_containers,
+    UnknownIdentity,
+    UnmappedIdentity,
+    host_identity,
 )
 from ansible_collections.permfix.containers.plugins.module_utils._engines.docker import (
     DEFAULT_DOCKER_HOST,
     DOCKER_ARGUMENT_SPEC,
-    HAS_DOCKER_SDK,
     DockerEngineError,
-    MissingDockerSdk,
-    connect,
     docker_options,
-    docker_socket_path,
     examine_engines,
-    remap_enabled,
-    remap_maps,
-    remap_setting,
 )
 from ansible_collections.permfix.containers.plugins.module_utils._engines.podman import (
     PodmanError,
-    podman_path,
-    rootless_users,
     subid_namespace,
 )
-from ansible_collections.permfix.containers.plugins.module_utils._engines.scopes import ENGINES
+from ansible_collections.permfix.containers.plugins.module_utils._engines.scopes import (
+    ENGINES,
+    discover_scopes,
+    scope_containers,
+)
 from ansible_collections.permfix.containers.plugins.module_utils._engines.walk import (
     OwnershipError,
     Target,
@@ -57,7 +52,6 @@ from ansible_collections.permfix.containers.plugins.module_utils._host.access im
     check_access,
     needed_access,
     path_facts,
-    resolve_identity,
 )
 from ansible_collections.permfix.containers.plugins.module_utils._host.accounts import (
     Account,
@@ -168,73 +162,22 @@ class Outcome:
 # Discovery
 
 
-def _podman_accounts(request: BindMountInfoRequest, notes: list[str]) -> list[Optional[Account]]:
-    if request.podman_users is None:
-        return [None] + list(rootless_users())
-    accounts: list[Optional[Account]] = []
-    for name in request.podman_users:
-        if name in ("root", "0"):
-            accounts.append(None)
-            continue
-        try:
-            accounts.append(Account.lookup(name))
-        except KeyError:
-            notes.append(f"podman user {name!r} does not exist on this host; its containers were not examined")
-    return accounts
-
-
 def discover(request: BindMountInfoRequest, runner: Runner, outcome: Outcome) -> list[Container]:
     """Every container of the requested engines; what could not be asked becomes a note."""
     containers: list[Container] = []
     notes = outcome.notes
-    if "docker" in request.engines:
-        containers.extend(_docker(request, notes))
-    if "podman" in request.engines:
-        if podman_path() is None:
-            notes.append("podman is not installed on this host; no podman containers were examined")
-        else:
-            for account in _podman_accounts(request, notes):
-                who = "root" if account is None else f"user {account.name}"
-                try:
-                    found, more = podman_containers(runner, account, request.containers)
-                except PodmanError as exc:
-                    notes.append(f"podman containers of {who} were not examined: {exc}")
-                    continue
-                notes.extend(more)
-                containers.extend(found)
-    for container in containers:
-        notes.extend(container.notes)
+    scopes = discover_scopes(
+        runner, notes, what="containers", engines=request.engines, podman_users=request.podman_users,
+        docker_host=request.docker_host, timeout=request.timeout, namespaces=False,
+    )
+    for scope in scopes:
+        try:
+            containers.extend(scope_containers(scope, runner, notes, request.containers))
+        except DockerEngineError as exc:
+            notes.append(f"Docker containers were not examined: {exc}")
+        except PodmanError as exc:
+            notes.append(f"podman containers of {scope.who} were not examined: {exc}")
     return containers
-
-
-def _docker(request: BindMountInfoRequest, notes: list[str]) -> list[Container]:
-    path = docker_socket_path(request.docker_host)
-    if path is not None and not os.path.exists(path):
-        if request.docker_host != DEFAULT_DOCKER_HOST or shutil.which("dockerd") or shutil.which("docker"):
-            notes.append(f"no Docker daemon at {request.docker_host} (the socket does not exist); no Docker containers were examined")
-        return []
-    if not HAS_DOCKER_SDK:
-        raise MissingDockerSdk(request.docker_host)
-    try:
-        engine = connect(request.docker_host, request.timeout)
-        remap = None
-        info = engine.info()
-        if remap_enabled(info):
-            setting = remap_setting()
-            if setting is None:
-                notes.append(
-                    "the Docker daemon remaps user namespaces but its userns-remap setting was not found; "
-                    "ids of stopped Docker containers are taken as the host's"
-                )
-            else:
-                try:
-                    remap = remap_maps(setting, AccountDatabase.from_files())
-                except (DockerEngineError, AccountsError) as exc:
-                    notes.append(f"{exc}; ids of stopped Docker containers are taken as the host's")
-        return docker_containers(engine, remap, request.containers)
-    except DockerEngineError as exc:
-        notes.append(f"Docker containers were not examined: {exc}")
-        return []
 
 
 # --------------------------------------------------------------------------------------------
@@ -258,54 +201,54 @@ def _host_identity(need: Need, outcome: Outcome, accounts: AccountDatabase) -> O
     """The container ids and the host identity of a need, None (with a mount record) if unknown."""
     if need.container is not None:
         container = need.container
-        where = f"container {container.name}"
         try:
-            identity = resolve_identity(container.user, container.accounts, container.group_add, where=where)
+            identity, host = host_identity(container)
         except IdentityError as exc:
             outcome.mounts.append(_record(need, status="unresolved", reason=str(exc)))
             outcome.notes.append(f"{container.describe()}: {exc}")
             return None
-        if container.map_source == "unknown":
-            reason = "its user namespace could not be determined"
+        except UnmappedIdentity as exc:
+            _unmapped(need, outcome, exc.identity, str(exc))
+            return None
+        except UnknownIdentity as exc:
+            outcome.mounts.append(_record(need, status="unresolved", reason=str(exc)))
+            return None
+        return identity, host, container.map_source
+    spec = need.spec
+    if spec is None:  # pragma: no cover - a need has a container or a spec
+        return None
+    identity = ProcessIdentity(spec.uid, spec.gid, (), f"{spec.uid}:{spec.gid}")
+    uid_map = gid_map = IDENTITY
+    source = "identity"
+    if spec.rootless_user:
+        try:
+            account = Account.lookup(spec.rootless_user)
+            uid_map, gid_map = subid_namespace(account, accounts)
+        except KeyError:
+            reason = f"rootless_user {spec.rootless_user!r} does not exist on this host"
             outcome.mounts.append(_record(need, status="unresolved", reason=reason))
+            outcome.notes.append(f"{need.describe()} for {need.source}: {reason}")
             return None
-        uid_map, gid_map, source = container.uid_map, container.gid_map, container.map_source
-        dac = identity.uid == 0 and container.has_dac_override()
-    else:
-        spec = need.spec
-        if spec is None:  # pragma: no cover - a need has a container or a spec
+        except SubidError as exc:
+            outcome.mounts.append(_record(need, status="unresolved", reason=str(exc)))
+            outcome.notes.append(f"{need.describe()} for {need.source}: {exc}")
             return None
-        identity = ProcessIdentity(spec.uid, spec.gid, (), f"{spec.uid}:{spec.gid}")
-        uid_map = gid_map = IDENTITY
-        source = "identity"
-        if spec.rootless_user:
-            try:
-                account = Account.lookup(spec.rootless_user)
-                uid_map, gid_map = subid_namespace(account, accounts)
-            except KeyError:
-                reason = f"rootless_user {spec.rootless_user!r} does not exist on this host"
-                outcome.mounts.append(_record(need, status="unresolved", reason=reason))
-                outcome.notes.append(f"{need.describe()} for {need.source}: {reason}")
-                return None
-            except SubidError as exc:
-                outcome.mounts.append(_record(need, status="unresolved", reason=str(exc)))
-                outcome.notes.append(f"{need.describe()} for {need.source}: {exc}")
-                return None
-            source = "computed"
-        dac = identity.uid == 0
+        source = "computed"
     host_uid = uid_map.to_host(identity.uid)
     host_gid = gid_map.to_host(identity.gid)
     if host_uid is None or host_gid is None:
-        reason = (
-            f"container id {identity.uid if host_uid is None else identity.gid} is not mapped in the "
-            f"user namespace ({', '.join((uid_map if host_uid is None else gid_map).lines())}); the container "
+        unmapped, idmap = (identity.uid, uid_map) if host_uid is None else (identity.gid, gid_map)
+        _unmapped(need, outcome, identity, (
+            f"container id {unmapped} is not mapped in the user namespace ({', '.join(idmap.lines())}); the container "
             f"cannot run as {identity.describe()} (see the subid findings)"
-        )
-        outcome.mounts.append(_record(need, status="unmapped", container_uid=identity.uid, container_gid=identity.gid, reason=reason))
-        outcome.notes.append(f"{need.describe()}: {reason}")
+        ))
         return None
-    groups = tuple(g for g in (gid_map.to_host(group) for group in identity.groups) if g is not None)
-    return identity, HostIdentity(host_uid, host_gid, groups, dac, uid_map, gid_map), source
+    return identity, HostIdentity(host_uid, host_gid, (), identity.uid == 0, uid_map, gid_map), source
+
+
+def _unmapped(need: Need, outcome: Outcome, identity: ProcessIdentity, reason: str) -> None:
+    outcome.mounts.append(_record(need, status="unmapped", container_uid=identity.uid, container_gid=identity.gid, reason=reason))
+    outcome.notes.append(f"{need.describe()}: {reason}")
 
 
 @dataclass

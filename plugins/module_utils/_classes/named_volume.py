@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Optional, Tuple
@@ -19,21 +18,17 @@ from ansible_collections.permfix.containers.plugins.module_utils._engines.docker
     DOCKER_ARGUMENT_SPEC,
     DockerEngineError,
     docker_options,
-    docker_socket_path,
     examine_engines,
 )
 from ansible_collections.permfix.containers.plugins.module_utils._engines.fixer import DEFAULT_FIXER_IMAGE, FixerError
 from ansible_collections.permfix.containers.plugins.module_utils._engines.podman import (
     PodmanError,
-    podman_path,
-    rootless_users,
 )
 from ansible_collections.permfix.containers.plugins.module_utils._engines.scopes import (
     ENGINES,
     EngineScope,
-    docker_scope,
+    discover_scopes,
     list_volumes,
-    podman_scope,
     scope_containers,
 )
 from ansible_collections.permfix.containers.plugins.module_utils._engines.volumes import (
@@ -54,7 +49,6 @@ from ansible_collections.permfix.containers.plugins.module_utils._host.access im
     needed_access,
     path_facts,
 )
-from ansible_collections.permfix.containers.plugins.module_utils._host.accounts import Account
 
 # --------------------------------------------------------------------------------------------
 # volume_owner_info
@@ -86,38 +80,10 @@ class InfoOutcome:
 
 
 def _scopes(request: VolumeInfoRequest, runner: Runner, notes: list[str]) -> list[EngineScope]:
-    scopes = []
-    if "docker" in request.engines:
-        path = docker_socket_path(request.docker_host)
-        if path is not None and not os.path.exists(path) and request.docker_host == DEFAULT_DOCKER_HOST:
-            notes.append(f"no Docker daemon at {request.docker_host}; no Docker volumes were examined")
-        else:
-            try:
-                scopes.append(docker_scope(request.docker_host, request.timeout, notes))
-            except VolumeError as exc:
-                notes.append(f"Docker volumes were not examined: {exc}")
-    if "podman" in request.engines:
-        if podman_path() is None:
-            notes.append("podman is not installed on this host; no podman volumes were examined")
-        else:
-            accounts: list[Optional[Account]] = []
-            if request.podman_users is None:
-                accounts = [None] + list(rootless_users())
-            else:
-                for name in request.podman_users:
-                    if name in ("root", "0"):
-                        accounts.append(None)
-                        continue
-                    try:
-                        accounts.append(Account.lookup(name))
-                    except KeyError:
-                        notes.append(f"podman user {name!r} does not exist on this host; its volumes were not examined")
-            for account in accounts:
-                try:
-                    scopes.append(podman_scope(runner, account))
-                except PodmanError as exc:
-                    notes.append(f"podman volumes of {account.name if account else 'root'} were not examined: {exc}")
-    return scopes
+    return discover_scopes(
+        runner, notes, what="volumes", engines=request.engines, podman_users=request.podman_users,
+        docker_host=request.docker_host, timeout=request.timeout,
+    )
 
 
 def volume_report(request: VolumeInfoRequest, runner: Runner) -> InfoOutcome:

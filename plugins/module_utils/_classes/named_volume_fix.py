@@ -174,7 +174,7 @@ def _stop(scope: EngineScope, runner: Runner, names: Sequence[str], stopped: lis
     """Stop ``names``, appending each to ``stopped`` once it is stopped (for the restart)."""
     for name in names:
         if scope.docker is not None:
-            scope.docker._call(f"stop container {name}", scope.docker.client.stop, name)
+            scope.docker.stop(name)
         else:
             run_podman(runner, ["stop", name], scope.account)
         stopped.append(name)
@@ -185,7 +185,7 @@ def _start(scope: EngineScope, runner: Runner, names: Sequence[str]) -> list[str
     for name in names:
         try:
             if scope.docker is not None:
-                scope.docker._call(f"start container {name}", scope.docker.client.start, name)
+                scope.docker.start(name)
             else:
                 run_podman(runner, ["start", name], scope.account)
         except (DockerEngineError, PodmanError) as exc:

@@ -14,7 +14,7 @@ from ansible_collections.permfix.containers.plugins.module_utils._core.findings 
 from ansible_collections.permfix.containers.plugins.module_utils._core.jsonsafe import json_safe
 from ansible_collections.permfix.containers.plugins.module_utils._core.numbers import ID_MAX
 from ansible_collections.permfix.containers.plugins.module_utils._core.runner import Runner
-from ansible_collections.permfix.containers.plugins.module_utils._engines.podman import discover_rootless
+from ansible_collections.permfix.containers.plugins.module_utils._engines.podman import rootless_users
 from ansible_collections.permfix.containers.plugins.module_utils._host.accounts import (
     Account,
     AccountDatabase,
@@ -82,7 +82,7 @@ def subid_report(request: SubidInfoRequest, runner: Runner) -> dict[str, Any]:
                 + "); check the name in users"
             )
         named[entry.uid] = entry
-    rootless = {entry.uid: entry for entry in discover_rootless(accounts, request.proc_root)} if request.discover else {}
+    rootless = {entry.uid: entry for entry in rootless_users(accounts, request.proc_root)} if request.discover else {}
 
     def key(line: SubidLine) -> Any:
         entry = accounts.resolve_user(line.owner or "")

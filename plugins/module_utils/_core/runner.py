@@ -1,12 +1,24 @@
 # Copyright: permfix.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""TODO docstring (_podman)."""
+"""PRIVATE to the collection. How module_utils run commands and look at processes.
+
+Every external command goes through a :data:`Runner`: ``module_runner(module)`` wraps
+``AnsibleModule.run_command`` (output decoded with surrogate escapes, so bytes survive), and
+unit tests pass plain functions. module_utils never start processes themselves.
+
+:func:`proc_by_comm` is the one scan of ``/proc`` for processes by command name (podman's
+pause processes, dockerd's command line).
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Tuple
+
+Runner = Callable[[Sequence[str], Optional[str]], Tuple[int, str, str]]
+"""Runs argv with a working directory and returns (rc, stdout, stderr): see module_runner."""
 
 
 @dataclass(frozen=True)
@@ -17,9 +29,6 @@ class CommandResult:
     stderr: str
 
 
-Runner = Callable[[Sequence[str], Optional[str]], Tuple[int, str, str]]
-
-
 def module_runner(module: Any) -> Runner:
     """A Runner backed by ``AnsibleModule.run_command`` (what every module passes in)."""
 
@@ -28,3 +37,40 @@ def module_runner(module: Any) -> Runner:
         return rc, stdout, stderr
 
     return run
+
+
+@dataclass(frozen=True)
+class Process:
+    """A process found by :func:`proc_by_comm`: its pid, owner and command line."""
+
+    pid: int
+    uid: int
+    argv: Tuple[str, ...]
+
+
+def proc_by_comm(comm: str, proc_root: str = "/proc") -> list[Process]:
+    """Running processes whose ``/proc/PID/comm`` is ``comm``; ones that exit meanwhile are skipped.
+
+    ``argv`` is the NUL-separated command line (surrogate escapes for bytes that are not UTF-8).
+    """
+    found: list[Process] = []
+    try:
+        entries = os.listdir(proc_root)
+    except OSError:
+        return found
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        directory = os.path.join(proc_root, entry)
+        try:
+            with open(os.path.join(directory, "comm"), encoding="utf-8", errors="replace") as handle:
+                if handle.read().strip() != comm:
+                    continue
+            uid = os.stat(directory).st_uid
+            with open(os.path.join(directory, "cmdline"), "rb") as handle:
+                raw = handle.read()
+        except OSError:
+            continue
+        argv = tuple(part.decode("utf-8", "surrogateescape") for part in raw.split(b"\0") if part)
+        found.append(Process(int(entry), uid, argv))
+    return found

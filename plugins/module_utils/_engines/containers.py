@@ -9,6 +9,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Optional, Tuple
 
+from ansible_collections.permfix.containers.plugins.module_utils._core.errors import PermfixError
 from ansible_collections.permfix.containers.plugins.module_utils._core.runner import Runner
 from ansible_collections.permfix.containers.plugins.module_utils._engines.docker import (
     DockerEngine,
@@ -21,7 +22,12 @@ from ansible_collections.permfix.containers.plugins.module_utils._engines.podman
     rootless_namespace,
     run_podman,
 )
-from ansible_collections.permfix.containers.plugins.module_utils._host.access import choose_user
+from ansible_collections.permfix.containers.plugins.module_utils._host.access import (
+    HostIdentity,
+    ProcessIdentity,
+    choose_user,
+    resolve_identity,
+)
 from ansible_collections.permfix.containers.plugins.module_utils._host.accounts import Account, AccountDatabase
 from ansible_collections.permfix.containers.plugins.module_utils._host.idmap import (
     IDENTITY,
@@ -306,10 +312,13 @@ def podman_containers(
     account: Optional[Account] = None,
     names: Iterable[str] = (),
     read_accounts: bool = True,
+    rootless_ns: Optional[Tuple[IdMap, IdMap]] = None,
 ) -> Tuple[list[Container], list[str]]:
     """Every podman container of root (``account`` None) or of a rootless user, and notes.
 
-    Raises PodmanError when podman cannot list the containers at all.
+    ``rootless_ns`` is the user's namespace when the caller knows it already (else it is learnt
+    here, once, when the user has containers). Raises PodmanError when podman cannot list the
+    containers at all.
     """
     notes: list[str] = []
     listed = podman_json(runner, ["ps", "-a", "--format", "json"], account) or []
@@ -317,8 +326,7 @@ def podman_containers(
     if not ids:
         return [], notes
     inspected = podman_json(runner, ["container", "inspect", *ids], account) or []
-    rootless_ns = None
-    if account is not None:
+    if account is not None and rootless_ns is None:
         try:
             rootless_ns, _source = rootless_namespace(runner, account)
         except PodmanError as exc:
@@ -364,3 +372,43 @@ def _podman_image_user(runner: Runner, image_id: str, account: Optional[Account]
     if isinstance(data, list) and data and isinstance(data[0], dict):
         return str((data[0].get("Config") or {}).get("User") or "")
     return ""
+
+
+# --------------------------------------------------------------------------------------------
+# Who a container runs as on the host
+
+
+class UnknownIdentity(PermfixError):
+    """A container's user namespace is unknown, so its host ids are too (``identity``: its ids inside)."""
+
+    def __init__(self, message: str, identity: ProcessIdentity) -> None:
+        super().__init__(message)
+        self.identity = identity
+
+
+class UnmappedIdentity(UnknownIdentity):
+    """A container's user or group is not mapped to any host id by its user namespace."""
+
+
+def host_identity(container: Container) -> Tuple[ProcessIdentity, HostIdentity]:
+    """The ids a container's process runs with, and the host identity they map to: the one mapping
+    of a container's user to host ids that every detection uses.
+
+    Raises IdentityError (the user or a group is not in the container's files), UnknownIdentity
+    (the container's user namespace is unknown) or UnmappedIdentity.
+    """
+    identity = resolve_identity(container.user, container.accounts, container.group_add, where=f"container {container.name}")
+    if container.map_source == "unknown":
+        raise UnknownIdentity("its user namespace could not be determined", identity)
+    host_uid = container.uid_map.to_host(identity.uid)
+    host_gid = container.gid_map.to_host(identity.gid)
+    if host_uid is None or host_gid is None:
+        unmapped, idmap = (identity.uid, container.uid_map) if host_uid is None else (identity.gid, container.gid_map)
+        raise UnmappedIdentity(
+            f"container id {unmapped} is not mapped in the user namespace ({', '.join(idmap.lines())}); the container "
+            f"cannot run as {identity.describe()} (see the subid findings)",
+            identity,
+        )
+    groups = tuple(g for g in (container.gid_map.to_host(group) for group in identity.groups) if g is not None)
+    dac = identity.uid == 0 and container.has_dac_override()
+    return identity, HostIdentity(host_uid, host_gid, groups, dac, container.uid_map, container.gid_map)

@@ -4,8 +4,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 from dataclasses import dataclass, field
 from typing import Any, Optional, Tuple
 
@@ -16,7 +14,7 @@ from ansible_collections.permfix.containers.plugins.module_utils._engines.docker
     DOCKER_ARGUMENT_SPEC,
     docker_api_version,
     docker_options,
-    docker_socket_path,
+    docker_presence,
 )
 from ansible_collections.permfix.containers.plugins.module_utils._engines.podman import (
     PodmanError,
@@ -43,11 +41,10 @@ class EngineReport:
 def detect_docker(docker_host: str = DEFAULT_DOCKER_HOST, timeout: float = 10.0) -> tuple[Optional[str], list[str]]:
     """The Docker daemon's version (None when there is no daemon) and notes on why not."""
     notes: list[str] = []
-    path = docker_socket_path(docker_host)
-    installed = bool(shutil.which("dockerd") or shutil.which("docker"))
-    if path is not None and not os.path.exists(path):
-        if installed:
-            notes.append(f"docker is installed but its daemon is not running (no socket at {path})")
+    presence = docker_presence(docker_host)
+    if not presence.exists:
+        if presence.installed:
+            notes.append(f"docker is installed but its daemon is not running (no socket at {presence.socket})")
         return None, notes
     try:
         return str(docker_api_version(docker_host, timeout).get("Version") or "unknown"), notes

@@ -9,10 +9,11 @@ import io
 import json
 import os
 import posixpath
+import shutil
 import socket
 import tarfile
 import traceback
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Tuple
 
@@ -22,6 +23,7 @@ from ansible_collections.permfix.containers.plugins.module_utils._core.errors im
     OptionError,
     PermfixError,
 )
+from ansible_collections.permfix.containers.plugins.module_utils._core.runner import proc_by_comm
 from ansible_collections.permfix.containers.plugins.module_utils._host.accounts import AccountDatabase
 from ansible_collections.permfix.containers.plugins.module_utils._host.idmap import IdMap, userns_remap_map
 from ansible_collections.permfix.containers.plugins.module_utils._host.subid_file import SubidError, read_subid_file
@@ -129,6 +131,37 @@ def docker_socket_path(docker_host: str) -> Optional[str]:
     return None
 
 
+@dataclass(frozen=True)
+class DockerPresence:
+    """Whether there is a Docker daemon to ask at ``host``: the one rule every detection follows.
+
+    No socket at the default address is an engine the host does not run (``absent``, not an
+    error; worth no note at all when Docker is not even installed: ``silent``); no socket at an
+    address the user gave is a daemon that should be there and is not.
+    """
+
+    host: str
+    socket: Optional[str]
+    exists: bool
+    installed: bool
+
+    @property
+    def absent(self) -> bool:
+        return not self.exists and self.host == DEFAULT_DOCKER_HOST
+
+    @property
+    def silent(self) -> bool:
+        return self.absent and not self.installed
+
+
+def docker_presence(docker_host: str) -> DockerPresence:
+    """Look for the daemon's socket (without connecting) and for an installed Docker."""
+    path = docker_socket_path(docker_host)
+    exists = path is None or os.path.exists(path)
+    installed = bool(shutil.which("dockerd") or shutil.which("docker"))
+    return DockerPresence(docker_host, path, exists, installed)
+
+
 class DockerEngine:
     """A connection to one Docker daemon (created by :func:`connect`)."""
 
@@ -199,6 +232,70 @@ class DockerEngine:
     def _archive(self, container_id: str, path: str) -> bytes:
         stream, _stat = self.client.get_archive(container_id, path)
         return b"".join(_limited(stream))
+
+    # Volumes and the containers that use them
+
+    def volume_names(self) -> list[str]:
+        """The names of every volume."""
+        listed = self._call("list volumes", self.client.volumes) or {}
+        return [str(item.get("Name")) for item in listed.get("Volumes") or [] if item.get("Name")]
+
+    def inspect_volume(self, name: str) -> Optional[dict[str, Any]]:
+        """The volume's inspect data, None when there is no such volume."""
+        try:
+            return self._call(f"inspect volume {name}", self.client.inspect_volume, name)
+        except NotFound:
+            return None
+
+    def stop(self, name: str) -> None:
+        self._call(f"stop container {name}", self.client.stop, name)
+
+    def start(self, name: str) -> None:
+        self._call(f"start container {name}", self.client.start, name)
+
+    # Images and one-off containers (the volume fixer)
+
+    def image_exists(self, image: str) -> bool:
+        try:
+            self._call(f"inspect image {image}", self.client.inspect_image, image)
+        except NotFound:
+            return False
+        return True
+
+    def pull(self, repository: str, tag: str) -> None:
+        """Pull ``repository:tag``; NotFound or DockerEngineError when it cannot."""
+        self._call(f"pull {repository}:{tag}", self.client.pull, repository, tag=tag)
+
+    def import_image(self, data: bytes, repository: str, tag: str, changes: Sequence[str]) -> None:
+        self._call(
+            f"import the image {repository}:{tag}",
+            self.client.import_image_from_data, data, repository=repository, tag=tag, changes=list(changes),
+        )
+
+    def create_container(self, what: str, image: str, host_config: Mapping[str, Any], **options: Any) -> str:
+        """Create a container (``host_config`` as keyword arguments of the SDK's create_host_config)
+        and return its id."""
+        config = self.client.create_host_config(**host_config)
+        created = self._call(f"create {what}", self.client.create_container, image, host_config=config, **options)
+        return str(created.get("Id") or options.get("name") or "")
+
+    def wait(self, container_id: str, timeout: int) -> int:
+        """Wait for a container to exit and return its exit status."""
+        status = self._call("wait for the container", self.client.wait, container_id, timeout=timeout)
+        return int(status.get("StatusCode", 1)) if isinstance(status, dict) else int(status)
+
+    def logs(self, container_id: str, stream: str) -> bytes:
+        """The container's ``stdout`` or ``stderr`` output."""
+        data = self._call(f"read the container's {stream}", self.client.logs, container_id,
+                          stdout=stream == "stdout", stderr=stream == "stderr")
+        return data if isinstance(data, bytes) else str(data or "").encode()
+
+    def remove(self, container_id: str) -> None:
+        """Remove a container, running or not (best effort: errors are ignored)."""
+        try:
+            self.client.remove_container(container_id, force=True)
+        except Exception:  # noqa: BLE001 - best effort; leftovers carry a label  # pylint: disable=broad-except
+            pass
 
 
 def _limited(stream: Iterable[bytes]) -> Iterable[bytes]:
@@ -316,24 +413,7 @@ def remap_from_cmdline(argv: Iterable[str]) -> Optional[str]:
 
 def dockerd_cmdlines(proc_root: str = "/proc") -> list[list[str]]:
     """The command lines of running dockerd processes."""
-    lines = []
-    try:
-        entries = os.listdir(proc_root)
-    except OSError:
-        return lines
-    for entry in entries:
-        if not entry.isdigit():
-            continue
-        try:
-            with open(os.path.join(proc_root, entry, "comm"), encoding="utf-8", errors="replace") as handle:
-                if handle.read().strip() != "dockerd":
-                    continue
-            with open(os.path.join(proc_root, entry, "cmdline"), "rb") as handle:
-                raw = handle.read()
-        except OSError:
-            continue
-        lines.append([part.decode("utf-8", "surrogateescape") for part in raw.split(b"\0") if part])
-    return lines
+    return [list(process.argv) for process in proc_by_comm("dockerd", proc_root)]
 
 
 def remap_setting(daemon_json: str = DAEMON_JSON, proc_root: str = "/proc") -> Optional[RemapSetting]:

@@ -12,7 +12,7 @@ import tarfile
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Optional, Protocol
 
 from ansible_collections.permfix.containers.plugins.module_utils._core.errors import PermfixError
 from ansible_collections.permfix.containers.plugins.module_utils._core.numbers import ID_MAX
@@ -202,6 +202,20 @@ def security_view(inspect: Mapping[str, Any]) -> dict[str, Any]:
 # Docker
 
 
+class FixerBackend(Protocol):
+    """What the volume fixer needs of an engine: images, and one locked-down container run."""
+
+    engine_name: str
+
+    def image_present(self, image: str) -> bool: ...
+
+    def pull(self, image: str) -> Optional[str]: ...
+
+    def import_tarball(self, data: bytes, image: str) -> None: ...
+
+    def run(self, volume: str, image: str, script: str, read_only: bool, image_source: str) -> FixerRun: ...
+
+
 class DockerFixer:
     """Runs fixer and inspector containers on a Docker daemon."""
 
@@ -209,79 +223,57 @@ class DockerFixer:
 
     def __init__(self, engine: DockerEngine, timeout: int = 600) -> None:
         self.engine = engine
-        self.client = engine.client
         self.timeout = timeout
 
-    def _call(self, what: str, func: Any, *args: Any, **kwargs: Any) -> Any:
-        return self.engine._call(what, func, *args, **kwargs)
-
     def image_present(self, image: str) -> bool:
-        try:
-            self._call(f"inspect image {image}", self.client.inspect_image, image)
-            return True
-        except NotFound:
-            return False
+        return self.engine.image_exists(image)
 
     def pull(self, image: str) -> Optional[str]:
         """Pull ``image``; None on success, else why it failed."""
         repository, tag = _split_tag(image)
         try:
-            self._call(f"pull {image}", self.client.pull, repository, tag=tag)
+            self.engine.pull(repository, tag)
         except (NotFound, DockerEngineError) as exc:
             return str(exc)
         return None if self.image_present(image) else f"{image} is still missing after the pull"
 
     def import_tarball(self, data: bytes, image: str) -> None:
         repository, tag = _split_tag(image)
-        self._call(
-            f"import the fixer image {image}",
-            self.client.import_image_from_data,
-            data,
-            repository=repository,
-            tag=tag,
-            changes=['CMD ["/bin/sh"]'],
-        )
+        self.engine.import_image(data, repository, tag, ['CMD ["/bin/sh"]'])
 
     def run(self, volume: str, image: str, script: str, read_only: bool, image_source: str) -> FixerRun:
         if DockerMount is None:  # pragma: no cover - the SDK is there when a DockerEngine is
             raise FixerError("the Docker SDK for Python is missing")
         name = container_name()
-        client = self.client
-        host_config = client.create_host_config(
-            network_mode="none",
-            read_only=True,
-            cap_drop=["ALL"],
-            cap_add=list(CAPABILITIES),
-            security_opt=["no-new-privileges"],
-            mounts=[DockerMount(target=MOUNT_POINT, source=volume, type="volume", read_only=read_only)],
-            pids_limit=64,
-        )
-        created = self._call(
-            "create the fixer container",
-            client.create_container,
+        host_config = {
+            "network_mode": "none",
+            "read_only": True,
+            "cap_drop": ["ALL"],
+            "cap_add": list(CAPABILITIES),
+            "security_opt": ["no-new-privileges"],
+            "mounts": [DockerMount(target=MOUNT_POINT, source=volume, type="volume", read_only=read_only)],
+            "pids_limit": 64,
+        }
+        container_id = self.engine.create_container(
+            "the fixer container",
             image,
+            host_config,
             command=["-c", script],
             entrypoint=["/bin/sh"],
             user="0:0",
             name=name,
             labels={LABEL: "fixer" if not read_only else "inspector", LABEL_VOLUME: volume},
-            host_config=host_config,
             network_disabled=True,
             working_dir="/",
-        )
-        container_id = created.get("Id") or name
+        ) or name
         try:
-            inspect = self._call("inspect the fixer container", client.inspect_container, container_id)
-            self._call("start the fixer container", client.start, container_id)
-            status = self._call("wait for the fixer container", client.wait, container_id, timeout=self.timeout)
-            rc = int(status.get("StatusCode", 1)) if isinstance(status, dict) else int(status)
-            stdout = _text(self._call("read the fixer's output", client.logs, container_id, stdout=True, stderr=False))
-            stderr = _text(self._call("read the fixer's errors", client.logs, container_id, stdout=False, stderr=True))
+            inspect = self.engine.inspect_container(container_id) or {}
+            self.engine.start(container_id)
+            rc = self.engine.wait(container_id, self.timeout)
+            stdout = _text(self.engine.logs(container_id, "stdout"))
+            stderr = _text(self.engine.logs(container_id, "stderr"))
         finally:
-            try:
-                client.remove_container(container_id, force=True)
-            except Exception:  # noqa: BLE001 - best effort; leftovers carry the label  # pylint: disable=broad-except
-                pass
+            self.engine.remove(container_id)
         return FixerRun(name, image, image_source, rc, stdout, stderr, security_view(inspect))
 
 
@@ -384,7 +376,7 @@ def _first(text: str) -> dict[str, Any]:
 # Images
 
 
-def ensure_image(backend: Any, image: str, pull: bool, busybox_path: str) -> str:
+def ensure_image(backend: FixerBackend, image: str, pull: bool, busybox_path: str) -> str:
     """Make ``image`` available to ``backend``; return how: local, pulled or imported.
 
     Raises FixerError (naming the options) when it is missing, cannot be pulled and cannot

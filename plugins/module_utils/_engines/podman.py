@@ -8,11 +8,11 @@ import json
 import os
 import pwd
 import shutil
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any, Optional, Tuple
 
 from ansible_collections.permfix.containers.plugins.module_utils._core.errors import PermfixError
-from ansible_collections.permfix.containers.plugins.module_utils._core.runner import CommandResult, Runner
+from ansible_collections.permfix.containers.plugins.module_utils._core.runner import CommandResult, Runner, proc_by_comm
 from ansible_collections.permfix.containers.plugins.module_utils._host.accounts import Account, AccountDatabase
 from ansible_collections.permfix.containers.plugins.module_utils._host.idmap import IdMap, parse_proc_map, rootless_map
 from ansible_collections.permfix.containers.plugins.module_utils._host.subid_file import SubidError, read_subid_file
@@ -116,25 +116,8 @@ def podman_version(runner: Runner, account: Optional[Account] = None) -> Optiona
 
 
 def pause_process_uids(proc_root: str = "/proc") -> set[int]:
-    """The uids of running rootless podman pause processes."""
-    uids: set[int] = set()
-    try:
-        entries = os.listdir(proc_root)
-    except OSError:
-        return uids
-    for entry in entries:
-        if not entry.isdigit():
-            continue
-        try:
-            with open(os.path.join(proc_root, entry, "comm"), encoding="utf-8", errors="replace") as handle:
-                if handle.read().strip() != PAUSE_PROCESS_NAME:
-                    continue
-            uid = os.stat(os.path.join(proc_root, entry)).st_uid
-        except OSError:
-            continue
-        if uid != 0:
-            uids.add(uid)
-    return uids
+    """The uids (other than root) of running rootless podman pause processes."""
+    return {process.uid for process in proc_by_comm(PAUSE_PROCESS_NAME, proc_root) if process.uid != 0}
 
 
 def has_rootless_state(account: Account) -> bool:
@@ -144,20 +127,25 @@ def has_rootless_state(account: Account) -> bool:
     return any(os.path.isdir(os.path.join(account.home, rel)) for rel in ROOTLESS_STATE_DIRS)
 
 
-def rootless_users(accounts: Optional[Iterable[Account]] = None, proc_root: str = "/proc") -> list[Account]:
+def rootless_users(accounts: Optional[AccountDatabase] = None, proc_root: str = "/proc") -> list[Account]:
     """Accounts other than root that have rootless podman state or a running pause process.
 
-    Sorted by uid. ``accounts`` defaults to every entry of the passwd database.
+    Sorted by uid. ``accounts`` defaults to the host's passwd database (NSS); a pause process
+    of a uid the accounts do not list is looked up by uid.
     """
     if accounts is None:
-        accounts = [Account.from_pwd(entry) for entry in pwd.getpwall()]
+        accounts = AccountDatabase([Account.from_pwd(entry) for entry in pwd.getpwall()], nss_fallback=True)
     running = pause_process_uids(proc_root)
     found: dict[int, Account] = {}
-    for account in accounts:
+    for account in accounts.users:
         if account.uid == 0 or account.uid in found:
             continue
         if account.uid in running or has_rootless_state(account):
             found[account.uid] = account
+    for uid in running - set(found):
+        entry = accounts.user_by_uid(uid)
+        if entry is not None:
+            found[uid] = entry
     return [found[uid] for uid in sorted(found)]
 
 
@@ -198,20 +186,3 @@ def rootless_namespace(runner: Runner, account: Account) -> Tuple[Tuple[IdMap, I
         return subid_namespace(account), "/etc/subuid"
     except SubidError as exc:
         raise PodmanError(f"the rootless namespace of {account.name} is unknown: {exc}") from exc
-
-
-def discover_rootless(accounts: AccountDatabase, proc_root: str = "/proc") -> list[Account]:
-    """Users (other than root) with rootless podman state or a running podman pause process."""
-    found: dict[int, Account] = {}
-    running = pause_process_uids(proc_root)
-    for entry in accounts.users:
-        if entry.uid == 0 or entry.uid in found:
-            continue
-        if entry.uid in running or has_rootless_state(entry):
-            found[entry.uid] = entry
-    for uid in running:
-        if uid not in found:
-            entry = accounts.user_by_uid(uid)
-            if entry is not None:
-                found[uid] = entry
-    return [found[uid] for uid in sorted(found)]

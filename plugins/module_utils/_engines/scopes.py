@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Optional, Tuple
@@ -16,27 +15,32 @@ from ansible_collections.permfix.containers.plugins.module_utils._engines.contai
     podman_containers,
 )
 from ansible_collections.permfix.containers.plugins.module_utils._engines.docker import (
+    DEFAULT_DOCKER_HOST,
     HAS_DOCKER_SDK,
     DockerEngine,
     DockerEngineError,
     MissingDockerSdk,
-    NotFound,
     connect,
-    docker_socket_path,
+    docker_presence,
     remap_enabled,
     remap_maps,
     remap_setting,
 )
-from ansible_collections.permfix.containers.plugins.module_utils._engines.fixer import DockerFixer, PodmanFixer
+from ansible_collections.permfix.containers.plugins.module_utils._engines.fixer import (
+    DockerFixer,
+    FixerBackend,
+    PodmanFixer,
+)
 from ansible_collections.permfix.containers.plugins.module_utils._engines.podman import (
     PodmanError,
     podman_json,
+    podman_path,
     rootless_namespace,
+    rootless_users,
     run_podman,
 )
 from ansible_collections.permfix.containers.plugins.module_utils._engines.volumes import (
     Volume,
-    VolumeError,
     volume_from_inspect,
 )
 from ansible_collections.permfix.containers.plugins.module_utils._host.accounts import (
@@ -46,65 +50,130 @@ from ansible_collections.permfix.containers.plugins.module_utils._host.accounts 
 )
 from ansible_collections.permfix.containers.plugins.module_utils._host.idmap import IDENTITY, IdMap
 
-# --------------------------------------------------------------------------------------------
-# Engines
-
-
 # The engines a container detection can examine (the ``engines`` option of every one).
 ENGINES: Tuple[str, ...] = ("docker", "podman")
 
 
 @dataclass
 class EngineScope:
-    """One engine instance: Docker, rootful podman, or one user's rootless podman."""
+    """One engine instance: Docker, rootful podman, or one user's rootless podman.
+
+    ``uid_map``/``gid_map`` are the engine's default user namespace (container id -> host id):
+    Docker's userns-remap, a rootless user's namespace, else the identity. ``namespace`` says
+    whether they were learnt (a scope discovered without them leaves that to each container).
+    """
 
     engine: str
     account: Optional[Account] = None
     docker: Optional[DockerEngine] = None
     uid_map: IdMap = IDENTITY
     gid_map: IdMap = IDENTITY
+    namespace: bool = True
+
+    @property
+    def who(self) -> str:
+        """``root`` or ``user NAME`` (podman), for notes."""
+        return "root" if self.account is None else f"user {self.account.name}"
 
     def describe(self) -> str:
         if self.engine == "docker":
             return "Docker"
         return f"rootless podman of user {self.account.name}" if self.account is not None else "rootful podman"
 
-    def backend(self, runner: Runner, timeout: int) -> Any:
+    def backend(self, runner: Runner, timeout: int) -> FixerBackend:
         if self.engine == "docker" and self.docker is not None:
             return DockerFixer(self.docker, timeout)
         return PodmanFixer(runner, self.account, timeout)
 
 
 def docker_scope(docker_host: str, timeout: int, notes: list[str]) -> EngineScope:
-    """Connect to Docker and learn its userns-remap namespace; raises VolumeError/MissingDockerSdk."""
-    path = docker_socket_path(docker_host)
-    if path is not None and not os.path.exists(path):
-        raise VolumeError(f"no Docker daemon at {docker_host}: the socket {path} does not exist (is dockerd running?)")
+    """Connect to Docker and learn its userns-remap namespace.
+
+    Raises MissingDockerSdk (the SDK is missing) or DockerEngineError (the daemon does not answer).
+    """
     if not HAS_DOCKER_SDK:
         raise MissingDockerSdk(docker_host)
-    try:
-        engine = connect(docker_host, timeout)
-        info = engine.info()
-    except DockerEngineError as exc:
-        raise VolumeError(f"{exc}; is dockerd running and is docker_host right?") from None
+    engine = connect(docker_host, timeout)
+    info = engine.info()
     scope = EngineScope("docker", docker=engine)
     if remap_enabled(info):
         setting = remap_setting()
         if setting is None:
-            notes.append("the Docker daemon remaps user namespaces but its userns-remap setting was not found; host ids are assumed")
+            notes.append(
+                "the Docker daemon remaps user namespaces but its userns-remap setting was not found; "
+                "Docker's ids are taken as the host's"
+            )
         else:
             try:
                 scope.uid_map, scope.gid_map = remap_maps(setting, AccountDatabase.from_files())
             except (DockerEngineError, AccountsError) as exc:
-                notes.append(f"{exc}; host ids are assumed for Docker volumes")
+                notes.append(f"{exc}; Docker's ids are taken as the host's")
     return scope
 
 
-def podman_scope(runner: Runner, account: Optional[Account]) -> EngineScope:
-    scope = EngineScope("podman", account=account)
-    if account is not None:
+def podman_scope(runner: Runner, account: Optional[Account], namespace: bool = True) -> EngineScope:
+    """Rootful podman (``account`` None) or one user's; with ``namespace``, the user's namespace is
+    learnt now (PodmanError when it cannot be)."""
+    scope = EngineScope("podman", account=account, namespace=namespace or account is None)
+    if account is not None and namespace:
         (scope.uid_map, scope.gid_map), _source = rootless_namespace(runner, account)
     return scope
+
+
+def podman_accounts(podman_users: Optional[Sequence[str]], notes: list[str], what: str) -> list[Optional[Account]]:
+    """Whose podman to examine: root (None) and every rootless user, or the users named
+    (``root``/``0`` is rootful podman); an unknown name becomes a note."""
+    if podman_users is None:
+        return [None, *rootless_users()]
+    accounts: list[Optional[Account]] = []
+    for name in podman_users:
+        if name in ("root", "0"):
+            accounts.append(None)
+            continue
+        try:
+            accounts.append(Account.lookup(name))
+        except KeyError:
+            notes.append(f"podman user {name!r} does not exist on this host; its {what} were not examined")
+    return accounts
+
+
+def discover_scopes(
+    runner: Runner,
+    notes: list[str],
+    *,
+    what: str,
+    engines: Sequence[str] = ENGINES,
+    podman_users: Optional[Sequence[str]] = None,
+    docker_host: str = DEFAULT_DOCKER_HOST,
+    timeout: int = 60,
+    namespaces: bool = True,
+) -> list[EngineScope]:
+    """The engine instances to examine; each one that is absent or does not answer becomes a note
+    (``what`` names what the caller examines there: ``containers``, ``volumes``).
+
+    Raises MissingDockerSdk when a Docker daemon answers and the Docker SDK for Python is missing.
+    """
+    scopes: list[EngineScope] = []
+    if "docker" in engines:
+        presence = docker_presence(docker_host)
+        if not presence.exists:
+            if not presence.silent:
+                notes.append(f"no Docker daemon at {docker_host} (the socket does not exist); no Docker {what} were examined")
+        else:
+            try:
+                scopes.append(docker_scope(docker_host, timeout, notes))
+            except DockerEngineError as exc:
+                notes.append(f"Docker {what} were not examined: {exc}")
+    if "podman" in engines:
+        if podman_path() is None:
+            notes.append(f"podman is not installed on this host; no podman {what} were examined")
+        else:
+            for account in podman_accounts(podman_users, notes, what):
+                try:
+                    scopes.append(podman_scope(runner, account, namespaces))
+                except PodmanError as exc:
+                    notes.append(f"podman {what} of {'root' if account is None else account.name} were not examined: {exc}")
+    return scopes
 
 
 def list_volumes(scope: EngineScope, runner: Runner, names: Sequence[str] = ()) -> list[Volume]:
@@ -113,14 +182,10 @@ def list_volumes(scope: EngineScope, runner: Runner, names: Sequence[str] = ()) 
     found: list[Mapping[str, Any]] = []
     if scope.engine == "docker" and scope.docker is not None:
         engine = scope.docker
-        if not wanted:
-            listed = engine._call("list volumes", engine.client.volumes) or {}
-            wanted = [str(item.get("Name")) for item in listed.get("Volumes") or [] if item.get("Name")]
-        for name in wanted:
-            try:
-                found.append(engine._call(f"inspect volume {name}", engine.client.inspect_volume, name))
-            except NotFound:
-                continue
+        for name in wanted or engine.volume_names():
+            data = engine.inspect_volume(name)
+            if data is not None:
+                found.append(data)
     else:
         if wanted:
             for name in wanted:
@@ -149,12 +214,17 @@ def _json_list(text: str) -> list[Mapping[str, Any]]:
     return [item for item in data if isinstance(item, dict)] if isinstance(data, list) else []
 
 
-def scope_containers(scope: EngineScope, runner: Runner, notes: list[str]) -> list[Container]:
-    remap = None if scope.uid_map.is_identity else (scope.uid_map, scope.gid_map)
+def scope_containers(scope: EngineScope, runner: Runner, notes: list[str], names: Sequence[str] = ()) -> list[Container]:
+    """The containers of one engine scope (only ``names`` when given), their notes added to ``notes``.
+
+    Raises DockerEngineError or PodmanError when the engine cannot list them.
+    """
     if scope.engine == "docker" and scope.docker is not None:
-        containers = docker_containers(scope.docker, remap)
+        remap = None if scope.uid_map.is_identity else (scope.uid_map, scope.gid_map)
+        containers = docker_containers(scope.docker, remap, names)
     else:
-        containers, more = podman_containers(runner, scope.account)
+        known = (scope.uid_map, scope.gid_map) if scope.account is not None and scope.namespace else None
+        containers, more = podman_containers(runner, scope.account, names, rootless_ns=known)
         notes.extend(more)
     for container in containers:
         notes.extend(container.notes)

@@ -10,7 +10,11 @@ from dataclasses import dataclass, field
 from typing import Any, Optional, Tuple
 
 from ansible_collections.permfix.containers.plugins.module_utils._core.errors import PermfixError
-from ansible_collections.permfix.containers.plugins.module_utils._engines.containers import Container
+from ansible_collections.permfix.containers.plugins.module_utils._engines.containers import (
+    Container,
+    UnknownIdentity,
+    host_identity,
+)
 from ansible_collections.permfix.containers.plugins.module_utils._engines.fixer import (
     InspectorCounts,
     inspect_script,
@@ -22,7 +26,7 @@ from ansible_collections.permfix.containers.plugins.module_utils._engines.walk i
     WalkOptions,
     scan,
 )
-from ansible_collections.permfix.containers.plugins.module_utils._host.access import IdentityError, resolve_identity
+from ansible_collections.permfix.containers.plugins.module_utils._host.access import IdentityError
 from ansible_collections.permfix.containers.plugins.module_utils._host.accounts import Account
 from ansible_collections.permfix.containers.plugins.module_utils._host.idmap import IDENTITY, IdMap
 
@@ -137,18 +141,14 @@ def volume_users(volume: Volume, containers: Iterable[Container], notes: list[st
     users = []
     for container in containers:
         for mount in mounts_volume(container, volume):
-            where = f"container {container.name}"
             try:
-                identity = resolve_identity(container.user, container.accounts, container.group_add, where=where)
+                identity, host = host_identity(container)
             except IdentityError as exc:
                 notes.append(f"{container.describe()}: {exc}")
                 continue
-            host_uid = container.uid_map.to_host(identity.uid)
-            host_gid = container.gid_map.to_host(identity.gid)
-            if host_uid is None or host_gid is None or container.map_source == "unknown":
-                notes.append(f"{container.describe()}: its user {identity.describe()} is not mapped to a host id")
+            except UnknownIdentity as exc:
+                notes.append(f"{container.describe()}: its user {exc.identity.describe()} is not mapped to a host id")
                 continue
-            groups = tuple(g for g in (container.gid_map.to_host(group) for group in identity.groups) if g is not None)
             users.append(
                 VolumeUser(
                     container=container.name,
@@ -158,10 +158,10 @@ def volume_users(volume: Volume, containers: Iterable[Container], notes: list[st
                     destination=mount.destination,
                     uid=identity.uid,
                     gid=identity.gid,
-                    host_uid=host_uid,
-                    host_gid=host_gid,
-                    groups=groups,
-                    dac_override=identity.uid == 0 and container.has_dac_override(),
+                    host_uid=host.uid,
+                    host_gid=host.gid,
+                    groups=host.groups,
+                    dac_override=host.dac_override,
                 )
             )
     return users

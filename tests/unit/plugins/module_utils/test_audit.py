@@ -9,7 +9,7 @@ import socket
 from typing import Any
 
 import pytest
-from ansible_collections.permfix.containers.plugins.module_utils._classes import audit as _audit
+from ansible_collections.permfix.containers.plugins.module_utils._engines import docker as _docker
 from ansible_collections.permfix.containers.plugins.module_utils._classes.audit import (
     DETECTIONS,
     AuditRequest,
@@ -182,7 +182,7 @@ def test_docker_down_is_an_error_of_the_docker_scoped_detections_which_still_exa
 ])
 def test_docker_problem_without_a_socket(monkeypatch, default, report, expected):
     if default:
-        monkeypatch.setattr(_audit, "DEFAULT_DOCKER_HOST", MISSING_SOCKET)
+        monkeypatch.setattr(_docker, "DEFAULT_DOCKER_HOST", MISSING_SOCKET)  # the rule lives in _engines.docker
     assert docker_problem(MISSING_SOCKET, report) == expected
 
 
