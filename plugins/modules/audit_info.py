@@ -216,25 +216,13 @@ errors:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.permfix.containers.plugins.module_utils._classes.audit import (
-    argument_spec,
-    audit,
-    audit_request,
-)
-from ansible_collections.permfix.containers.plugins.module_utils._core.errors import OptionError
-from ansible_collections.permfix.containers.plugins.module_utils._core.runner import module_runner
+from ansible_collections.permfix.containers.plugins.module_utils._classes.audit import AUDIT_INFO
+from ansible_collections.permfix.containers.plugins.module_utils._core.contracts import run_detection
 
 
 def main() -> None:
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    try:
-        request = audit_request(module.params)
-    except OptionError as exc:
-        module.fail_json(msg=str(exc))
-    result = audit(request, module_runner(module))
-    for error in result["errors"]:
-        module.warn(error)
-    module.exit_json(changed=False, **result)
+    module = AnsibleModule(argument_spec=AUDIT_INFO.argument_spec, supports_check_mode=True)
+    run_detection(module, AUDIT_INFO)
 
 
 if __name__ == "__main__":

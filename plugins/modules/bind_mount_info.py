@@ -240,7 +240,7 @@ from ansible_collections.permfix.containers.plugins.module_utils._core.contracts
 
 def main() -> None:
     module = AnsibleModule(argument_spec=BIND_MOUNT_INFO.argument_spec, supports_check_mode=True)
-    module.exit_json(changed=False, **run_detection(module, BIND_MOUNT_INFO))
+    run_detection(module, BIND_MOUNT_INFO)
 
 
 if __name__ == "__main__":

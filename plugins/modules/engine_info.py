@@ -78,7 +78,7 @@ from ansible_collections.permfix.containers.plugins.module_utils._engines.detect
 
 def main() -> None:
     module = AnsibleModule(argument_spec=ENGINE_INFO.argument_spec, supports_check_mode=True)
-    module.exit_json(changed=False, **run_detection(module, ENGINE_INFO))
+    run_detection(module, ENGINE_INFO)
 
 
 if __name__ == "__main__":

@@ -309,129 +309,14 @@ summary:
   sample: "chown 1000:1000 on 1,204 of 1,310 entries"
 """
 
-from typing import Any, Dict, List
-
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.permfix.containers.plugins.module_utils._engines.walk import (
-    OwnershipError,
-    OwnershipReport,
-    Target,
-    WalkOptions,
-    fix,
-    scan,
-)
-from ansible_collections.permfix.containers.plugins.module_utils._host.owner_spec import (
-    OwnerSpecError,
-    parse_from,
-    parse_id,
-)
-
-ARGUMENT_SPEC: Dict[str, Any] = {
-    "path": {"type": "path", "required": True},
-    "owner": {"type": "str"},
-    "group": {"type": "str"},
-    "recurse": {"type": "bool", "default": True},
-    "from_owner": {"type": "str"},
-    "strategy": {"type": "str", "choices": ["chown", "acl"], "default": "chown"},
-    "change_policy": {"type": "str", "choices": ["always", "on_root_mismatch"], "default": "always"},
-    "one_file_system": {"type": "bool", "default": True},
-    "allow_hardlinks": {"type": "bool", "default": False},
-    "sample_size": {"type": "int", "default": 20},
-    "workers": {"type": "int", "default": 0},
-}
-
-
-def diff_text(report: OwnershipReport, side: str) -> str:
-    """The diff of one side (``before`` or ``after``): one line per sampled entry."""
-    lines: List[str] = [f"{item['path']} {item[side]}" for item in report.changes.items]
-    if report.changes.truncated:
-        lines.append(f"... and {report.changes.truncated:,} more entries")
-    return "\n".join(lines) + ("\n" if lines else "")
-
-
-class PathOwner:
-    """Resolve the parameters, run the engine, shape the result."""
-
-    def __init__(self, module: AnsibleModule) -> None:
-        self.module = module
-        self.params = module.params
-
-    def target(self) -> Target:
-        params = self.params
-        uid = parse_id(params["owner"], "user")
-        gid = parse_id(params["group"], "group")
-        from_uid, from_gid = parse_from(params["from_owner"])
-        if uid is None and gid is None:
-            raise OwnerSpecError("give an owner, a group or both (names or numbers)")
-        return Target(uid=uid, gid=gid, from_uid=from_uid, from_gid=from_gid, strategy=params["strategy"])
-
-    def options(self) -> WalkOptions:
-        params = self.params
-        if params["sample_size"] < 0:
-            raise OwnershipError(f"sample_size must be 0 or more, not {params['sample_size']}")
-        return WalkOptions(
-            recurse=params["recurse"],
-            policy=params["change_policy"],
-            one_file_system=params["one_file_system"],
-            allow_hardlinks=params["allow_hardlinks"],
-            sample_size=params["sample_size"],
-            workers=params["workers"],
-        )
-
-    def run(self) -> None:
-        module = self.module
-        path: str = self.params["path"]
-        if not path.startswith("/"):
-            module.fail_json(msg=f"path must be an absolute path, not {path!r}")
-        target = self.target()
-        engine = scan if module.check_mode else fix
-        report = engine(path, target, self.options())
-        result: Dict[str, Any] = report.as_dict()
-        result["owner_id"] = target.uid
-        result["group_id"] = target.gid
-        if module.check_mode:
-            changed = report.would_change
-        else:
-            changed = report.changed
-        if module._diff and report.changes.total:
-            result["diff"] = {
-                "before_header": report.path,
-                "after_header": report.path,
-                "before": diff_text(report, "before"),
-                "after": diff_text(report, "after"),
-            }
-        problems = report.problems()
-        if report.counts["failed"]:
-            counts = report.counts
-            if module.check_mode:
-                done = f"{counts['to_change']:,} entries would be changed"
-            else:
-                done = f"{counts['changed']:,} of {counts['to_change']:,} entries to change were changed"
-            module.fail_json(
-                msg=f"{report.path}: {done}, but " + "; ".join(problems),
-                changed=changed,
-                **result,
-            )
-        for problem in problems:
-            module.warn(problem)
-        module.exit_json(changed=changed, **result)
+from ansible_collections.permfix.containers.plugins.module_utils._classes.path_owner import PATH_OWNER_FIX
+from ansible_collections.permfix.containers.plugins.module_utils._core.contracts import run_fix
 
 
 def main() -> None:
-    module = AnsibleModule(
-        argument_spec=ARGUMENT_SPEC,
-        required_one_of=[["owner", "group"]],
-        supports_check_mode=True,
-    )
-    try:
-        PathOwner(module).run()
-    except (OwnerSpecError, OwnershipError) as exc:
-        module.fail_json(msg=str(exc), path=module.params["path"])
-    except OSError as exc:
-        module.fail_json(
-            msg=f"unexpected error while changing {module.params['path']}: {exc}; nothing after this point was changed",
-            path=module.params["path"],
-        )
+    module = AnsibleModule(argument_spec=PATH_OWNER_FIX.argument_spec, supports_check_mode=True, **PATH_OWNER_FIX.module_options)
+    run_fix(module, PATH_OWNER_FIX)
 
 
 if __name__ == "__main__":

@@ -206,97 +206,13 @@ migrate:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.permfix.containers.plugins.module_utils._classes.subid_fix import (
-    MIGRATE_ALWAYS,
-    MIGRATE_NEVER,
-    MIGRATE_ON_CHANGE,
-    EnsureResult,
-    SubidFixRequest,
-    ensure_subids,
-)
-from ansible_collections.permfix.containers.plugins.module_utils._core.jsonsafe import json_safe
-from ansible_collections.permfix.containers.plugins.module_utils._core.numbers import ID_MAX
-from ansible_collections.permfix.containers.plugins.module_utils._core.runner import module_runner
-from ansible_collections.permfix.containers.plugins.module_utils._host.subid_file import (
-    INFO_PATH_OPTIONS,
-    KINDS,
-    SubidError,
-    SubidPaths,
-    subid_paths,
-    union_size,
-)
-
-
-def outcome(result: EnsureResult, paths: SubidPaths) -> dict:
-    """The module's return values (without ``changed`` and ``diff``)."""
-    values = {
-        "user": result.user.name,
-        "uid": result.user.uid,
-        "method": result.method,
-        "backup_files": dict(result.backups),
-        "migrate": result.migrate,
-    }
-    for kind in KINDS:
-        values[kind] = {
-            "count": union_size(result.ranges[kind]),
-            "wanted": result.wanted[kind],
-            "ranges": [rng.as_dict() for rng in result.ranges[kind]],
-            "changes": [change.as_dict() for change in result.changes[kind]],
-        }
-    return json_safe(values)
-
-
-def diff(result: EnsureResult, paths: SubidPaths) -> list:
-    return json_safe([
-        {
-            "before_header": paths.of(kind),
-            "after_header": paths.of(kind),
-            "before": result.before[kind],
-            "after": result.after[kind],
-        }
-        for kind in KINDS
-        if result.changes[kind]
-    ])
+from ansible_collections.permfix.containers.plugins.module_utils._classes.subid_fix import SUBID_FIX
+from ansible_collections.permfix.containers.plugins.module_utils._core.contracts import run_fix
 
 
 def main() -> None:
-    argument_spec = {
-        "name": {"type": "str", "required": True, "aliases": ["user"]},
-        "count": {"type": "int"},
-        "migrate": {"type": "str", "choices": [MIGRATE_ON_CHANGE, MIGRATE_ALWAYS, MIGRATE_NEVER], "default": MIGRATE_ON_CHANGE},
-        "backup": {"type": "bool", "default": False},
-    }
-    argument_spec.update({name: {"type": "path", "default": default} for name, default in INFO_PATH_OPTIONS.items()})
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    params = module.params
-    if params["count"] is not None and not 1 <= params["count"] <= ID_MAX:
-        module.fail_json(msg=f"count must be between 1 and {ID_MAX}, not {params['count']}")
-    paths = subid_paths(params)
-    request = SubidFixRequest(
-        user=params["name"],
-        counts=None if params["count"] is None else {kind: params["count"] for kind in KINDS},
-        paths=paths,
-        migrate=params["migrate"],
-    )
-    backup = module.backup_local if params["backup"] else None
-    try:
-        result = ensure_subids(request, module_runner(module), check_mode=module.check_mode, backup=backup)
-    except SubidError as exc:
-        module.fail_json(msg=json_safe(str(exc)))
-    for warning in result.warnings:
-        module.warn(json_safe(warning))
-    changed = result.changed_ranges or bool(result.migrate.get("would_run"))
-    values = outcome(result, paths)
-    if result.migrate.get("ran") and result.migrate.get("rc") != 0:
-        written = "its new ranges are written, but " if result.changed_ranges else ""
-        module.fail_json(
-            msg=f"{written}'podman system migrate' as {result.user.name} failed with exit code "
-            f"{result.migrate['rc']}: {result.migrate['stderr'].strip()}; run it as that user to see why",
-            changed=changed,
-            diff=diff(result, paths),
-            **values,
-        )
-    module.exit_json(changed=changed, diff=diff(result, paths), **values)
+    module = AnsibleModule(argument_spec=SUBID_FIX.argument_spec, supports_check_mode=True)
+    run_fix(module, SUBID_FIX)
 
 
 if __name__ == "__main__":

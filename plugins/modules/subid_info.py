@@ -231,7 +231,7 @@ from ansible_collections.permfix.containers.plugins.module_utils._core.contracts
 
 def main() -> None:
     module = AnsibleModule(argument_spec=SUBID_INFO.argument_spec, supports_check_mode=True)
-    module.exit_json(changed=False, **run_detection(module, SUBID_INFO))
+    run_detection(module, SUBID_INFO)
 
 
 if __name__ == "__main__":

@@ -206,84 +206,13 @@ notes:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.permfix.containers.plugins.module_utils._classes.unprivileged_port import (
-    PORT_FIX_ARGUMENT_SPEC,
-    PortsError,
-    fix_actions,
-    fix_diff,
-    inspect_host,
-    plan_fix,
-)
-from ansible_collections.permfix.containers.plugins.module_utils._core.runner import module_runner
-from ansible_collections.permfix.containers.plugins.module_utils._host.sysctl import (
-    UNPRIVILEGED_PORT_KEY,
-    SysctlError,
-    apply_file_changes,
-    write_runtime,
-)
+from ansible_collections.permfix.containers.plugins.module_utils._classes.unprivileged_port import PORT_FIX
+from ansible_collections.permfix.containers.plugins.module_utils._core.contracts import run_fix
 
 
 def main() -> None:
-    module = AnsibleModule(argument_spec=PORT_FIX_ARGUMENT_SPEC, supports_check_mode=True)
-    params = module.params
-    try:
-        state = inspect_host(
-            module_runner(module),
-            ports=params["ports"],
-            discover=params["discover"],
-            sysctl_dirs=params["sysctl_dirs"],
-            sysctl_conf=params["sysctl_conf"],
-            proc_path=params["proc_path"],
-            local_port_range_path=params["local_port_range_path"],
-        )
-        plan = plan_fix(
-            state,
-            value=params["value"],
-            allow_raise=params["allow_raise"],
-            persist_mode=params["persist_mode"],
-            sysctl_dirs=params["sysctl_dirs"],
-            sysctl_conf=params["sysctl_conf"],
-            dropin_name=params["dropin_name"],
-        )
-        if not module.check_mode:
-            if plan.runtime_changes and plan.runtime_after is not None:
-                write_runtime(params["proc_path"], plan.runtime_after)
-            try:
-                apply_file_changes(plan.changes)
-            except SysctlError as exc:
-                if plan.runtime_changes and plan.runtime_before is not None:
-                    try:
-                        write_runtime(params["proc_path"], plan.runtime_before)
-                    except SysctlError as undo:
-                        raise SysctlError(f"{exc}; putting the runtime value back also failed: {undo}") from exc
-                raise
-    except (PortsError, SysctlError) as exc:
-        module.fail_json(msg=str(exc))
-    persisted = state.persisted()
-    module.exit_json(
-        changed=plan.changed,
-        key=UNPRIVILEGED_PORT_KEY,
-        value=plan.target,
-        runtime={
-            "path": params["proc_path"],
-            "before": plan.runtime_before,
-            "after": plan.runtime_after,
-            "writable": state.runtime.writable,
-        },
-        persisted={
-            "before": plan.persisted_before,
-            "after": plan.persisted_after,
-            "path": persisted["path"],
-            "line": persisted["line"],
-        },
-        file_changes=[change.as_dict() for change in plan.changes],
-        actions=fix_actions(plan, params["proc_path"]),
-        assignments=state.assignments(),
-        files=state.files(),
-        needed=state.needed_dict(),
-        notes=plan.notes + state.warnings,
-        diff=fix_diff(plan, params["proc_path"]),
-    )
+    module = AnsibleModule(argument_spec=PORT_FIX.argument_spec, supports_check_mode=True)
+    run_fix(module, PORT_FIX)
 
 
 if __name__ == "__main__":

@@ -245,10 +245,7 @@ from ansible_collections.permfix.containers.plugins.module_utils._core.contracts
 
 def main() -> None:
     module = AnsibleModule(argument_spec=PORT_INFO.argument_spec, supports_check_mode=True)
-    result = run_detection(module, PORT_INFO)
-    for note in result["notes"]:
-        module.warn(note)
-    module.exit_json(changed=False, **result)
+    run_detection(module, PORT_INFO)
 
 
 if __name__ == "__main__":

@@ -182,103 +182,14 @@ notes:
   sample: []
 """
 
-from typing import Any
-
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-from ansible_collections.permfix.containers.plugins.module_utils._classes.named_volume_fix import (
-    VolumeFixRequest,
-    fix_volume,
-)
-from ansible_collections.permfix.containers.plugins.module_utils._core.errors import OptionError
-from ansible_collections.permfix.containers.plugins.module_utils._core.runner import module_runner
-from ansible_collections.permfix.containers.plugins.module_utils._engines.docker import (
-    DOCKER_ARGUMENT_SPEC,
-    DOCKER_SDK_IMPORT_ERROR,
-    DockerEngineError,
-    MissingDockerSdk,
-    docker_options,
-)
-from ansible_collections.permfix.containers.plugins.module_utils._engines.fixer import (
-    DEFAULT_BUSYBOX,
-    DEFAULT_FIXER_IMAGE,
-    FixerError,
-)
-from ansible_collections.permfix.containers.plugins.module_utils._engines.podman import PodmanError
-from ansible_collections.permfix.containers.plugins.module_utils._engines.scopes import ENGINES
-from ansible_collections.permfix.containers.plugins.module_utils._engines.volumes import (
-    VolumeError,
-    parse_owner,
-)
-
-
-def build_request(module: AnsibleModule) -> VolumeFixRequest:
-    params = module.params
-    try:
-        docker_host, timeout = docker_options(params)
-    except OptionError as exc:
-        module.fail_json(msg=str(exc))
-    if params["fixer_timeout"] <= 0:
-        module.fail_json(msg="fixer_timeout must be a positive number of seconds")
-    if params["sample_size"] < 0:
-        module.fail_json(msg="sample_size cannot be negative")
-    if params["podman_user"] and params["engine"] != "podman":
-        module.fail_json(msg="podman_user needs engine: podman")
-    owner = None
-    if params["owner"]:
-        try:
-            owner = parse_owner(params["owner"])
-        except ValueError as exc:
-            module.fail_json(msg=str(exc))
-    return VolumeFixRequest(
-        volume=params["volume"],
-        engine=params["engine"],
-        podman_user=params["podman_user"],
-        owner=owner,
-        fixer_image=params["fixer_image"],
-        pull=params["pull"],
-        busybox_path=params["busybox_path"],
-        stop_containers=params["stop_containers"],
-        docker_host=docker_host,
-        timeout=timeout,
-        fixer_timeout=params["fixer_timeout"],
-        sample_size=params["sample_size"],
-    )
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.permfix.containers.plugins.module_utils._classes.named_volume_fix import VOLUME_FIX
+from ansible_collections.permfix.containers.plugins.module_utils._core.contracts import run_fix
 
 
 def main() -> None:
-    module = AnsibleModule(
-        argument_spec={
-            "volume": {"type": "str", "required": True},
-            "engine": {"type": "str", "choices": list(ENGINES), "default": "docker"},
-            "podman_user": {"type": "str"},
-            "owner": {"type": "str"},
-            "fixer_image": {"type": "str", "default": DEFAULT_FIXER_IMAGE},
-            "pull": {"type": "bool", "default": True},
-            "busybox_path": {"type": "path", "default": DEFAULT_BUSYBOX},
-            "stop_containers": {"type": "bool", "default": False},
-            **DOCKER_ARGUMENT_SPEC,
-            "fixer_timeout": {"type": "int", "default": 600},
-            "sample_size": {"type": "int", "default": 10},
-        },
-        supports_check_mode=True,
-    )
-    request = build_request(module)
-    try:
-        result: dict[str, Any] = fix_volume(request, module_runner(module), module.check_mode)
-    except MissingDockerSdk as exc:
-        module.fail_json(
-            msg=missing_required_lib("docker", reason=f"to fix the volumes of the Docker daemon at {exc}"),
-            exception=DOCKER_SDK_IMPORT_ERROR,
-        )
-    except (VolumeError, FixerError) as exc:
-        module.fail_json(msg=str(exc))
-    except (DockerEngineError, PodmanError, OSError, ValueError) as exc:
-        module.fail_json(msg=f"volume {request.volume} could not be fixed: {exc}")
-    diff = result.pop("diff")
-    changed = result.pop("changed")
-    if module._diff:
-        result["diff"] = diff
-    module.exit_json(changed=changed, **result)
+    module = AnsibleModule(argument_spec=VOLUME_FIX.argument_spec, supports_check_mode=True)
+    run_fix(module, VOLUME_FIX)
 
 
 if __name__ == "__main__":

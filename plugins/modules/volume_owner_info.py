@@ -172,7 +172,7 @@ from ansible_collections.permfix.containers.plugins.module_utils._core.contracts
 
 def main() -> None:
     module = AnsibleModule(argument_spec=VOLUME_INFO.argument_spec, supports_check_mode=True)
-    module.exit_json(changed=False, **run_detection(module, VOLUME_INFO))
+    run_detection(module, VOLUME_INFO)
 
 
 if __name__ == "__main__":

@@ -136,3 +136,6 @@ def audit(
         if entry["error"] is not None:
             errors.append(f"{detection.name}: {entry['error']}")
     return {"engines": report.as_dict(), "findings": findings, "detections": summary, "errors": errors}
+
+
+AUDIT_INFO = Detection("audit", "audit_info", argument_spec(), audit_request, audit, warnings_from="errors")

@@ -11,6 +11,7 @@ from typing import Any, Optional, Tuple
 from ansible_collections.permfix.containers.plugins.module_utils._core.contracts import Detection
 from ansible_collections.permfix.containers.plugins.module_utils._core.errors import OptionError
 from ansible_collections.permfix.containers.plugins.module_utils._core.findings import make_finding
+from ansible_collections.permfix.containers.plugins.module_utils._core.numbers import sample_size as check_sample_size
 from ansible_collections.permfix.containers.plugins.module_utils._core.runner import Runner
 from ansible_collections.permfix.containers.plugins.module_utils._engines.containers import Container
 from ansible_collections.permfix.containers.plugins.module_utils._engines.docker import (
@@ -121,8 +122,6 @@ VOLUME_INFO_ARGUMENT_SPEC: dict[str, Any] = {
 def volume_info_request(params: Mapping[str, Any]) -> VolumeInfoRequest:
     """volume_owner_info's validated parameters as a request; OptionError says what is wrong."""
     docker_host, timeout = docker_options(params)
-    if params["sample_size"] < 0:
-        raise OptionError("sample_size cannot be negative")
     owners = {}
     for name, value in (params["owners"] or {}).items():
         try:
@@ -137,7 +136,7 @@ def volume_info_request(params: Mapping[str, Any]) -> VolumeInfoRequest:
         docker_host=docker_host,
         timeout=timeout,
         scan=params["scan"],
-        sample_size=params["sample_size"],
+        sample_size=check_sample_size(params["sample_size"]),
         inspector=params["inspector"],
         fixer_image=params["fixer_image"],
     )

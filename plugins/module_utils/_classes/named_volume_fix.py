@@ -4,18 +4,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Optional, Tuple
 
+from ansible.module_utils.basic import missing_required_lib
+from ansible_collections.permfix.containers.plugins.module_utils._core.contracts import Fix, FixFailed
+from ansible_collections.permfix.containers.plugins.module_utils._core.errors import OptionError
+from ansible_collections.permfix.containers.plugins.module_utils._core.numbers import sample_size as check_sample_size
 from ansible_collections.permfix.containers.plugins.module_utils._core.runner import Runner
 from ansible_collections.permfix.containers.plugins.module_utils._engines.docker import (
     DEFAULT_DOCKER_HOST,
+    DOCKER_ARGUMENT_SPEC,
+    DOCKER_SDK_IMPORT_ERROR,
     DockerEngineError,
+    MissingDockerSdk,
+    docker_options,
+    docker_presence,
 )
 from ansible_collections.permfix.containers.plugins.module_utils._engines.fixer import (
     DEFAULT_BUSYBOX,
     DEFAULT_FIXER_IMAGE,
+    FixerError,
     FixerRun,
     ensure_image,
     fix_script,
@@ -26,6 +36,7 @@ from ansible_collections.permfix.containers.plugins.module_utils._engines.podman
     run_podman,
 )
 from ansible_collections.permfix.containers.plugins.module_utils._engines.scopes import (
+    ENGINES,
     EngineScope,
     docker_scope,
     list_volumes,
@@ -38,6 +49,7 @@ from ansible_collections.permfix.containers.plugins.module_utils._engines.volume
     expected_owner,
     observe_in_container,
     observe_on_host,
+    parse_owner,
     root_matches,
     volume_users,
 )
@@ -63,13 +75,25 @@ class VolumeFixRequest:
     sample_size: int = 10
 
 
+def _docker_scope(request: VolumeFixRequest, notes: list[str]) -> EngineScope:
+    presence = docker_presence(request.docker_host)
+    if not presence.exists:
+        raise VolumeError(
+            f"no Docker daemon at {request.docker_host}: the socket {presence.socket} does not exist (is dockerd running?)"
+        )
+    try:
+        return docker_scope(request.docker_host, request.timeout, notes)
+    except DockerEngineError as exc:
+        raise VolumeError(f"{exc}; is dockerd running and is docker_host right?") from None
+
+
 def fix_volume(request: VolumeFixRequest, runner: Runner, check_mode: bool) -> dict[str, Any]:
     """Examine one volume and, when it differs (and not in check mode), fix it with a fixer
     container. Raises VolumeError/FixerError with a sentence for the user."""
     notes: list[str] = []
     account = None
     if request.engine == "docker":
-        scope = docker_scope(request.docker_host, request.timeout, notes)
+        scope = _docker_scope(request, notes)
     else:
         if podman_path() is None:
             raise VolumeError("podman is not installed on this host")
@@ -191,3 +215,74 @@ def _start(scope: EngineScope, runner: Runner, names: Sequence[str]) -> list[str
         except (DockerEngineError, PodmanError) as exc:
             errors.append(str(exc))
     return errors
+
+
+# --------------------------------------------------------------------------------------------
+# The volume_owner module
+
+VOLUME_FIX_ARGUMENT_SPEC: dict[str, Any] = {
+    "volume": {"type": "str", "required": True},
+    "engine": {"type": "str", "choices": list(ENGINES), "default": "docker"},
+    "podman_user": {"type": "str"},
+    "owner": {"type": "str"},
+    "fixer_image": {"type": "str", "default": DEFAULT_FIXER_IMAGE},
+    "pull": {"type": "bool", "default": True},
+    "busybox_path": {"type": "path", "default": DEFAULT_BUSYBOX},
+    "stop_containers": {"type": "bool", "default": False},
+    **DOCKER_ARGUMENT_SPEC,
+    "fixer_timeout": {"type": "int", "default": 600},
+    "sample_size": {"type": "int", "default": 10},
+}
+
+
+def volume_fix_request(params: Mapping[str, Any]) -> VolumeFixRequest:
+    """volume_owner's parameters as a request; OptionError says what is wrong."""
+    docker_host, timeout = docker_options(params)
+    if params["fixer_timeout"] <= 0:
+        raise OptionError("fixer_timeout must be a positive number of seconds")
+    size = check_sample_size(params["sample_size"])
+    if params["podman_user"] and params["engine"] != "podman":
+        raise OptionError("podman_user needs engine: podman")
+    owner = None
+    if params["owner"]:
+        try:
+            owner = parse_owner(params["owner"])
+        except ValueError as exc:
+            raise OptionError(str(exc)) from None
+    return VolumeFixRequest(
+        volume=params["volume"],
+        engine=params["engine"],
+        podman_user=params["podman_user"],
+        owner=owner,
+        fixer_image=params["fixer_image"],
+        pull=params["pull"],
+        busybox_path=params["busybox_path"],
+        stop_containers=params["stop_containers"],
+        docker_host=docker_host,
+        timeout=timeout,
+        fixer_timeout=params["fixer_timeout"],
+        sample_size=size,
+    )
+
+
+def run_volume_fix(request: VolumeFixRequest, runner: Runner, check_mode: bool, diff: bool) -> dict[str, Any]:
+    """Everything volume_owner returns; every failure is a sentence that names the volume or the daemon."""
+    try:
+        result = fix_volume(request, runner, check_mode)
+    except MissingDockerSdk as exc:
+        raise FixFailed(
+            missing_required_lib("docker", reason=f"to fix the volumes of the Docker daemon at {exc}"),
+            exception=DOCKER_SDK_IMPORT_ERROR,
+        ) from None
+    except (VolumeError, FixerError):
+        raise
+    except (DockerEngineError, PodmanError, OSError, ValueError) as exc:
+        raise FixFailed(f"volume {request.volume} could not be fixed: {exc}") from None
+    changes = result.pop("diff")
+    if diff:
+        result["diff"] = changes
+    return result
+
+
+VOLUME_FIX = Fix("named_volume", "volume_owner", VOLUME_FIX_ARGUMENT_SPEC, volume_fix_request, run_volume_fix)
+

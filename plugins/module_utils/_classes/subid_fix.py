@@ -12,8 +12,12 @@ from typing import Any, Callable, Optional
 from ansible_collections.permfix.containers.plugins.module_utils._core.atomic import (
     SerialLock,
     ShadowLock,
+    backup_copy,
     write_atomically,
 )
+from ansible_collections.permfix.containers.plugins.module_utils._core.contracts import Fix, FixFailed
+from ansible_collections.permfix.containers.plugins.module_utils._core.errors import OptionError
+from ansible_collections.permfix.containers.plugins.module_utils._core.numbers import ID_MAX
 from ansible_collections.permfix.containers.plugins.module_utils._core.runner import Runner
 from ansible_collections.permfix.containers.plugins.module_utils._engines.podman import (
     PodmanError,
@@ -25,6 +29,7 @@ from ansible_collections.permfix.containers.plugins.module_utils._engines.podman
 from ansible_collections.permfix.containers.plugins.module_utils._host.accounts import Account, AccountDatabase
 from ansible_collections.permfix.containers.plugins.module_utils._host.subid_file import (
     ID_WORD,
+    INFO_PATH_OPTIONS,
     KINDS,
     SUBGID,
     SUBUID,
@@ -42,6 +47,7 @@ from ansible_collections.permfix.containers.plugins.module_utils._host.subid_fil
     load_snapshot,
     merge_intervals,
     read_subid_file,
+    subid_paths,
     union_size,
 )
 
@@ -401,3 +407,83 @@ def _migrate(request: SubidFixRequest, user: Account, changed: bool, runner: Run
         raise SubidError(f"podman system migrate as {user.name} could not run: {exc}") from exc
     outcome.update(ran=True, rc=result.rc, stdout=result.stdout, stderr=result.stderr)
     return outcome
+
+
+# --------------------------------------------------------------------------------------------
+# The subid module
+
+
+@dataclass(frozen=True)
+class SubidModuleRequest:
+    """The subid module's validated parameters."""
+
+    ensure: SubidFixRequest
+    backup: bool
+
+
+SUBID_ARGUMENT_SPEC: dict[str, Any] = {
+    "name": {"type": "str", "required": True, "aliases": ["user"]},
+    "count": {"type": "int"},
+    "migrate": {"type": "str", "choices": [MIGRATE_ON_CHANGE, MIGRATE_ALWAYS, MIGRATE_NEVER], "default": MIGRATE_ON_CHANGE},
+    "backup": {"type": "bool", "default": False},
+    **{name: {"type": "path", "default": default} for name, default in INFO_PATH_OPTIONS.items()},
+}
+
+
+def subid_module_request(params: Mapping[str, Any]) -> SubidModuleRequest:
+    """subid's parameters as a request; OptionError says what is wrong."""
+    if params["count"] is not None and not 1 <= params["count"] <= ID_MAX:
+        raise OptionError(f"count must be between 1 and {ID_MAX}, not {params['count']}")
+    ensure = SubidFixRequest(
+        user=params["name"],
+        counts=None if params["count"] is None else {kind: params["count"] for kind in KINDS},
+        paths=subid_paths(params),
+        migrate=params["migrate"],
+    )
+    return SubidModuleRequest(ensure, bool(params["backup"]))
+
+
+def _outcome(result: EnsureResult) -> dict[str, Any]:
+    """The module's return values (without ``changed`` and ``diff``)."""
+    values: dict[str, Any] = {
+        "user": result.user.name,
+        "uid": result.user.uid,
+        "method": result.method,
+        "backup_files": dict(result.backups),
+        "migrate": result.migrate,
+    }
+    for kind in KINDS:
+        values[kind] = {
+            "count": union_size(result.ranges[kind]),
+            "wanted": result.wanted[kind],
+            "ranges": [rng.as_dict() for rng in result.ranges[kind]],
+            "changes": [change.as_dict() for change in result.changes[kind]],
+        }
+    return values
+
+
+def _diff(result: EnsureResult, paths: SubidPaths) -> list[dict[str, str]]:
+    return [
+        {"before_header": paths.of(kind), "after_header": paths.of(kind), "before": result.before[kind], "after": result.after[kind]}
+        for kind in KINDS
+        if result.changes[kind]
+    ]
+
+
+def run_subid(request: SubidModuleRequest, runner: Runner, check_mode: bool, diff: bool) -> dict[str, Any]:
+    """Everything the subid module returns; FixFailed when ``podman system migrate`` failed."""
+    result = ensure_subids(request.ensure, runner, check_mode=check_mode, backup=backup_copy if request.backup else None)
+    changed = result.changed_ranges or bool(result.migrate.get("would_run"))
+    values = dict(_outcome(result), changed=changed, diff=_diff(result, request.ensure.paths), warnings=list(result.warnings))
+    if result.migrate.get("ran") and result.migrate.get("rc") != 0:
+        written = "its new ranges are written, but " if result.changed_ranges else ""
+        raise FixFailed(
+            f"{written}'podman system migrate' as {result.user.name} failed with exit code "
+            f"{result.migrate['rc']}: {result.migrate['stderr'].strip()}; run it as that user to see why",
+            **values,
+        )
+    return values
+
+
+SUBID_FIX = Fix("subid", "subid", SUBID_ARGUMENT_SPEC, subid_module_request, run_subid)
+

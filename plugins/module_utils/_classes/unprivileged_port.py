@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from ansible_collections.permfix.containers.plugins.module_utils._core.contracts import Detection
+from ansible_collections.permfix.containers.plugins.module_utils._core.contracts import Detection, Fix
 from ansible_collections.permfix.containers.plugins.module_utils._core.errors import (
     DetectionError,
     OptionError,
@@ -41,11 +41,13 @@ from ansible_collections.permfix.containers.plugins.module_utils._host.sysctl im
     Resolution,
     Runtime,
     SysctlError,
+    apply_file_changes,
     plan_dropin,
     plan_in_place,
     read_local_port_range,
     read_runtime,
     resolve,
+    write_runtime,
 )
 
 PRIVILEGED_LIMIT = 1024  # ports below this are "privileged" in the sense of the issue text
@@ -315,7 +317,9 @@ def port_info(request: Mapping[str, Any], runner: Runner) -> dict[str, Any]:
     }
 
 
-PORT_INFO = Detection("unprivileged_port", "unprivileged_port_info", PORT_INFO_ARGUMENT_SPEC, port_info_request, port_info)
+PORT_INFO = Detection(
+    "unprivileged_port", "unprivileged_port_info", PORT_INFO_ARGUMENT_SPEC, port_info_request, port_info, warnings_from="notes"
+)
 
 
 def _persisted_source(resolution: Resolution) -> str:
@@ -604,3 +608,70 @@ def fix_actions(plan: FixPlan, runtime_path: str) -> list[str]:
     for change in plan.changes:
         actions.append(f"{change.action} {change.path}: {change.reason}")
     return actions
+
+
+# --------------------------------------------------------------------------------------------
+# The unprivileged_port module
+
+
+def port_fix_request(params: Mapping[str, Any]) -> dict[str, Any]:
+    """unprivileged_port's parameters (the ports checked like unprivileged_port_info's)."""
+    request = port_info_request(params)
+    request.update({name: params[name] for name in PORT_FIX_ARGUMENT_SPEC if name not in request})
+    return request
+
+
+def run_port_fix(request: Mapping[str, Any], runner: Runner, check_mode: bool, diff: bool) -> dict[str, Any]:
+    """Set the runtime value and persist it (unless in check mode); everything the module returns."""
+    state = inspect_host(runner, **{name: request[name] for name in PORT_INFO_ARGUMENT_SPEC})
+    plan = plan_fix(
+        state,
+        value=request["value"],
+        allow_raise=request["allow_raise"],
+        persist_mode=request["persist_mode"],
+        sysctl_dirs=request["sysctl_dirs"],
+        sysctl_conf=request["sysctl_conf"],
+        dropin_name=request["dropin_name"],
+    )
+    proc_path = request["proc_path"]
+    if not check_mode:
+        if plan.runtime_changes and plan.runtime_after is not None:
+            write_runtime(proc_path, plan.runtime_after)
+        try:
+            apply_file_changes(plan.changes)
+        except SysctlError as exc:
+            if plan.runtime_changes and plan.runtime_before is not None:
+                try:
+                    write_runtime(proc_path, plan.runtime_before)
+                except SysctlError as undo:
+                    raise SysctlError(f"{exc}; putting the runtime value back also failed: {undo}") from exc
+            raise
+    persisted = state.persisted()
+    return {
+        "changed": plan.changed,
+        "key": UNPRIVILEGED_PORT_KEY,
+        "value": plan.target,
+        "runtime": {
+            "path": proc_path,
+            "before": plan.runtime_before,
+            "after": plan.runtime_after,
+            "writable": state.runtime.writable,
+        },
+        "persisted": {
+            "before": plan.persisted_before,
+            "after": plan.persisted_after,
+            "path": persisted["path"],
+            "line": persisted["line"],
+        },
+        "file_changes": [change.as_dict() for change in plan.changes],
+        "actions": fix_actions(plan, proc_path),
+        "assignments": state.assignments(),
+        "files": state.files(),
+        "needed": state.needed_dict(),
+        "notes": plan.notes + state.warnings,
+        "diff": fix_diff(plan, proc_path),
+    }
+
+
+PORT_FIX = Fix("unprivileged_port", "unprivileged_port", PORT_FIX_ARGUMENT_SPEC, port_fix_request, run_port_fix)
+

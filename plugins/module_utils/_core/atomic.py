@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import shutil
 import stat
 import tempfile
 import time
@@ -219,6 +220,17 @@ def write_atomically(path: str, text: str) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def backup_copy(path: str) -> str:
+    """Copy ``path`` beside itself as ``PATH.PID.YYYY-MM-DD@HH:MM:SS~`` (the name and the kept owner,
+    mode and times of ``AnsibleModule.backup_local``) and return the copy's path."""
+    stamp = time.strftime("%Y-%m-%d@%H:%M:%S~", time.localtime(time.time()))
+    destination = f"{path}.{os.getpid()}.{stamp}"
+    shutil.copy2(path, destination)
+    current = os.stat(path)
+    os.chown(destination, current.st_uid, current.st_gid)
+    return destination
 
 
 def _copy_selinux_label(source: str, target: str) -> None:

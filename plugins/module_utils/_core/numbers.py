@@ -13,6 +13,8 @@ from __future__ import annotations
 import re
 from typing import Optional, Tuple
 
+from ansible_collections.permfix.containers.plugins.module_utils._core.errors import OptionError
+
 # uid_t and gid_t are 32 bits and (uid_t)-1 is "no id" (chown(2): "leave unchanged"), so the
 # highest id is ID_MAX and ID_LIMIT = ID_MAX + 1 is the number of ids (the length of the
 # identity map).
@@ -60,3 +62,11 @@ def strtoul(text: str) -> Optional[int]:
     if sign == "-":
         value = (ULONG_MAX + 1 - value) % (ULONG_MAX + 1)
     return value
+
+
+def sample_size(value: int) -> int:
+    """A ``sample_size`` option (how many examples a result lists), checked: 0 or more."""
+    if value < 0:
+        raise OptionError(f"sample_size must be 0 or more, not {value}")
+    return value
+

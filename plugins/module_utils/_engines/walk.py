@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ansible_collections.permfix.containers.plugins.module_utils._core.errors import PermfixError
+from ansible_collections.permfix.containers.plugins.module_utils._core.numbers import sample_size as check_sample_size
 from ansible_collections.permfix.containers.plugins.module_utils._host.acl import (
     ACL_GROUP,
     ACL_USER,
@@ -547,8 +548,7 @@ class _Walker:
         target.check()
         if options.policy not in POLICIES:
             raise OwnershipError(f"policy must be one of {', '.join(POLICIES)}, not {options.policy!r}")
-        if options.sample_size < 0:
-            raise OwnershipError("sample_size cannot be negative")
+        check_sample_size(options.sample_size)
         self.target = target
         self.options = options
         self.apply = apply

@@ -9,7 +9,6 @@ import socket
 from typing import Any
 
 import pytest
-from ansible_collections.permfix.containers.plugins.module_utils._engines import docker as _docker
 from ansible_collections.permfix.containers.plugins.module_utils._classes.audit import (
     DETECTIONS,
     AuditRequest,
@@ -28,6 +27,7 @@ from ansible_collections.permfix.containers.plugins.module_utils._core.errors im
     OptionError,
 )
 from ansible_collections.permfix.containers.plugins.module_utils._core.numbers import ID_MAX
+from ansible_collections.permfix.containers.plugins.module_utils._engines import docker as _docker
 from ansible_collections.permfix.containers.plugins.module_utils._engines.detect import EngineReport
 from ansible_collections.permfix.containers.plugins.module_utils._engines.docker import DEFAULT_DOCKER_HOST
 
