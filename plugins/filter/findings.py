@@ -67,7 +67,8 @@ def flatten(data: Any) -> list[dict[str, Any]]:
     if isinstance(data, (list, tuple)):
         return [dict(item) for item in data]
     if isinstance(data, Mapping):
-        hosts = data.get("hosts") if isinstance(data.get("hosts"), Mapping) else data
+        nested = data.get("hosts")
+        hosts: Mapping[str, Any] = nested if isinstance(nested, Mapping) else data
         findings: list[dict[str, Any]] = []
         for name in sorted(hosts):
             entry = hosts[name]

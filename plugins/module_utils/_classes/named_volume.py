@@ -187,7 +187,7 @@ def _examine(
     expectation, conflict = expected_owner(volume, users, declared)
     names = sorted({user.container for user in users})
     method, reason = access_method(volume)
-    base = {"containers": [user.as_dict() for user in users], "access_method": method}
+    base: dict[str, Any] = {"containers": [user.as_dict() for user in users], "access_method": method}
     if conflict is not None:
         finding = _finding(
             "error", volume, conflict, names, "conflict",
@@ -239,8 +239,8 @@ def _examine(
         for user in users:
             if facts is None or user.dac_override:
                 continue
-            who = HostIdentity(user.host_uid, user.host_gid, user.groups)
-            if not check_access(facts, who, needed_access(True, not user.rw)).granted:
+            identity = HostIdentity(user.host_uid, user.host_gid, user.groups)
+            if not check_access(facts, identity, needed_access(True, not user.rw)).granted:
                 denied.append(user.container)
     elif users and not root_matches(observation, expectation):
         denied = names

@@ -139,7 +139,7 @@ def subid_report(request: SubidInfoRequest, runner: Runner) -> dict[str, Any]:
             if authoritative:
                 lines = indexes[kind].get(entry.uid, [])
                 ranges = [line.range for line in lines if line.range is not None]
-                listed = [dict(line.range.as_dict(), line=line.number) for line in lines if line.range is not None]
+                listed: list[dict[str, Any]] = [dict(line.range.as_dict(), line=line.number) for line in lines if line.range is not None]
             elif getsubids_exe is not None:
                 ranges = getsubids(runner, getsubids_exe, entry.name, kind)
                 listed = [dict(rng.as_dict(), line=None) for rng in ranges]

@@ -441,15 +441,15 @@ def build_findings(state: HostState) -> list[dict[str, Any]]:
                     )
                 )
 
-    for item in state.resolution.applied_assignments:
-        if not item.valid:
+    for assignment in state.resolution.applied_assignments:
+        if not assignment.valid:
             findings.append(
                 make_finding(
                     FINDING_CLASS, "warning", key,
-                    f"{item.path} line {item.line} sets {key} to {item.raw_value!r}, which the kernel refuses "
+                    f"{assignment.path} line {assignment.line} sets {key} to {assignment.raw_value!r}, which the kernel refuses "
                     f"(a number from {PORT_MIN} to {PORT_MAX} is expected); sysctl --system reports an error for it",
-                    id_parts=("invalid", f"{item.path}:{item.line}"),
-                    observed={"path": item.path, "line": item.line, "value": item.raw_value},
+                    id_parts=("invalid", f"{assignment.path}:{assignment.line}"),
+                    observed={"path": assignment.path, "line": assignment.line, "value": assignment.raw_value},
                     expected={"value": needed if needed is not None else "a port number"},
                 )
             )

@@ -187,9 +187,15 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def write_atomically(path: str, text: str) -> None:
-    """Replace ``path`` with ``text``: a temporary file in the same directory with the same
-    owner, mode (0644 for a new file) and SELinux label, flushed to disk, then renamed."""
+def write_atomically(path: str, text: str, mode: int = 0o644) -> None:
+    """Replace ``path`` with ``text``: a temporary file in the same directory with the same owner,
+    mode (``mode`` for a new file) and SELinux label, flushed to disk, renamed over ``path``, and
+    the directory flushed too.
+
+    The temporary name starts with a dot and does not end like the file (``.NAME.XXXXXX``), so
+    readers of ``*.conf`` or of the file itself never see a partial file. Text that came in with
+    surrogate escapes is written back byte for byte.
+    """
     directory = os.path.dirname(os.path.abspath(path))
     try:
         current: Optional[os.stat_result] = os.stat(path)
@@ -205,7 +211,7 @@ def write_atomically(path: str, text: str) -> None:
                 if (current.st_uid, current.st_gid) != (os.geteuid(), os.getegid()):
                     os.fchown(handle.fileno(), current.st_uid, current.st_gid)
             else:
-                os.fchmod(handle.fileno(), 0o644)
+                os.fchmod(handle.fileno(), mode)
             os.fsync(handle.fileno())
         _copy_selinux_label(path, temporary)
         os.rename(temporary, path)
@@ -215,11 +221,7 @@ def write_atomically(path: str, text: str) -> None:
         except OSError:
             pass
         raise
-    dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    _fsync_directory(directory)
 
 
 def backup_copy(path: str) -> str:
@@ -235,7 +237,7 @@ def backup_copy(path: str) -> str:
 
 def _copy_selinux_label(source: str, target: str) -> None:
     try:
-        import selinux  # type: ignore[import-not-found]
+        import selinux
     except ImportError:
         return
     try:

@@ -69,7 +69,7 @@ def _engines_line(engines: Mapping[str, Any]) -> str:
 
 def summary_lines(report: Mapping[str, Any]) -> list[str]:
     """A short fixed-width summary table, one line per host, for the end of a run."""
-    rows = [("host", "reachable", "error", "warning", "info")]
+    rows: list[tuple[str, ...]] = [("host", "reachable", "error", "warning", "info")]
     for name, entry in report["hosts"].items():
         counts = count_by(entry["findings"], "severity", SEVERITIES)
         rows.append((name, "yes" if entry["reachable"] else "NO", *(str(counts[s]) for s in SEVERITIES)))

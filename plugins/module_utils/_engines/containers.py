@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Optional, Tuple
@@ -14,7 +13,7 @@ from ansible_collections.permfix.containers.plugins.module_utils._core.runner im
 from ansible_collections.permfix.containers.plugins.module_utils._engines.docker import (
     DockerEngine,
     DockerEngineError,
-    file_from_tar,
+    read_through_links,
 )
 from ansible_collections.permfix.containers.plugins.module_utils._engines.podman import (
     PodmanError,
@@ -286,25 +285,19 @@ def podman_read_file(runner: Runner, container_id: str, path: str, account: Opti
     ``podman cp CTR:PATH -`` writes a tar archive on stdout; the Runner decodes output with
     surrogate escapes (AnsibleModule.run_command does), so the bytes come back intact.
     """
-    current = path
-    for _step in range(8):
+
+    def fetch(current: str) -> Optional[bytes]:
         result = run_podman(runner, ["cp", f"{container_id}:{current}", "-"], account, check=False)
         if result.rc != 0:
             if "no such file" in result.stderr.lower() or "not exist" in result.stderr.lower():
                 return None
             raise PodmanError(f"'podman cp {container_id[:12]}:{current} -' failed: {result.stderr.strip()}")
-        data = result.stdout.encode("utf-8", "surrogateescape")
-        try:
-            kind, payload = file_from_tar(data)
-        except DockerEngineError as exc:
-            raise PodmanError(str(exc)) from exc
-        if kind == "file":
-            return payload
-        if kind == "link":
-            current = os.path.normpath(os.path.join(os.path.dirname(current), payload))
-            continue
-        return None
-    return None
+        return result.stdout.encode("utf-8", "surrogateescape")
+
+    try:
+        return read_through_links(fetch, path)
+    except DockerEngineError as exc:  # the archive itself could not be read
+        raise PodmanError(str(exc)) from exc
 
 
 def podman_containers(

@@ -214,20 +214,14 @@ class DockerEngine:
         Reads through the archive API, so nothing runs in the container; symbolic links are
         followed inside the container's own tree, at most MAX_LINKS times.
         """
-        current = path
-        for _step in range(MAX_LINKS + 1):
+
+        def fetch(current: str) -> Optional[bytes]:
             try:
-                data = self._call(f"copy {current} out of container {container_id[:12]}", self._archive, container_id, current)
+                return self._call(f"copy {current} out of container {container_id[:12]}", self._archive, container_id, current)
             except NotFound:
                 return None
-            kind, payload = file_from_tar(data)
-            if kind == "file":
-                return payload
-            if kind == "link":
-                current = posixpath.normpath(posixpath.join(posixpath.dirname(current), payload))
-                continue
-            return None
-        return None
+
+        return read_through_links(fetch, path)
 
     def _archive(self, container_id: str, path: str) -> bytes:
         stream, _stat = self.client.get_archive(container_id, path)
@@ -325,6 +319,27 @@ def file_from_tar(data: bytes) -> Tuple[str, str]:
             return "file", handle.read().decode("utf-8", "surrogateescape")
     except tarfile.TarError as exc:
         raise DockerEngineError(f"the archive of a container file could not be read: {exc}") from exc
+
+
+def read_through_links(fetch: Callable[[str], Optional[bytes]], path: str) -> Optional[str]:
+    """The text of ``path`` in a container, read as tar archives by ``fetch`` (None: no such path).
+
+    Both engines hand out a container's files this way (Docker's archive endpoint, ``podman cp``);
+    a symbolic link is followed inside the container's own tree, at most MAX_LINKS times, never on
+    the host. None when the path is absent or not a regular file.
+    """
+    current = path
+    for _step in range(MAX_LINKS + 1):
+        data = fetch(current)
+        if data is None:
+            return None
+        kind, payload = file_from_tar(data)
+        if kind == "file":
+            return payload
+        if kind != "link":
+            return None
+        current = posixpath.normpath(posixpath.join(posixpath.dirname(current), payload))
+    return None
 
 
 class MissingDockerSdk(PermfixError):

@@ -197,8 +197,8 @@ def list_volumes(scope: EngineScope, runner: Runner, names: Sequence[str] = ()) 
         else:
             found = [item for item in podman_json(runner, ["volume", "inspect", "--all"], scope.account) or [] if isinstance(item, dict)]
     volumes = []
-    for data in found:
-        volume = volume_from_inspect(scope.engine, data, scope.account)
+    for inspected in found:
+        volume = volume_from_inspect(scope.engine, inspected, scope.account)
         volume.uid_map, volume.gid_map = scope.uid_map, scope.gid_map
         volumes.append(volume)
     return volumes

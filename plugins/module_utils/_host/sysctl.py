@@ -8,12 +8,11 @@ import errno
 import os
 import re
 import stat
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from ansible_collections.permfix.containers.plugins.module_utils._core.atomic import _fsync_directory
+from ansible_collections.permfix.containers.plugins.module_utils._core.atomic import write_atomically
 from ansible_collections.permfix.containers.plugins.module_utils._core.errors import PermfixError
 
 UNPRIVILEGED_PORT_KEY = "net.ipv4.ip_unprivileged_port_start"
@@ -573,37 +572,6 @@ def plan_in_place(
 # --------------------------------------------------------------------------------------------
 
 
-def atomic_write(path: str, text: str, mode: int = 0o644) -> None:
-    """Replace ``path`` with ``text`` atomically, keeping an existing file's mode and owner.
-
-    The temporary file does not end in .conf, so sysctl never reads a partial file.
-    """
-    directory = os.path.dirname(path) or "."
-    try:
-        current: Optional[os.stat_result] = os.stat(path)
-    except FileNotFoundError:
-        current = None
-    descriptor, temporary = tempfile.mkstemp(prefix=".permfix-", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8", errors="surrogateescape", newline="") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        if current is not None:
-            os.chmod(temporary, stat.S_IMODE(current.st_mode))
-            os.chown(temporary, current.st_uid, current.st_gid)
-        else:
-            os.chmod(temporary, mode)
-        os.replace(temporary, path)
-    except BaseException:
-        try:
-            os.unlink(temporary)
-        except OSError:
-            pass
-        raise
-    _fsync_directory(directory)
-
-
 def apply_file_changes(changes: Sequence[FileChange]) -> None:
     """Write and remove files in order; on failure put back what was already done, then raise."""
     done: list[FileChange] = []
@@ -615,7 +583,7 @@ def apply_file_changes(changes: Sequence[FileChange]) -> None:
                 if directory and not os.path.isdir(directory):
                     os.makedirs(directory, mode=0o755)
                     created_dirs.append(directory)
-                atomic_write(change.path, change.after)
+                write_atomically(change.path, change.after)
             else:
                 os.unlink(change.path)
             done.append(change)
@@ -636,7 +604,7 @@ def _undo(done: Sequence[FileChange], created_dirs: Sequence[str]) -> list[str]:
             if change.before is None:
                 os.unlink(change.path)
             else:
-                atomic_write(change.path, change.before)
+                write_atomically(change.path, change.before)
         except OSError as exc:
             problems.append(f"{change.path}: {exc.strerror}")
     for directory in reversed(created_dirs):

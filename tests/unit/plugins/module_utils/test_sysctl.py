@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Optional
 
 import pytest
+from ansible_collections.permfix.containers.plugins.module_utils._core.atomic import write_atomically
 from ansible_collections.permfix.containers.plugins.module_utils._host.sysctl import (
     DROPIN_NAME,
     KERNEL_DEFAULT_UNPRIVILEGED_PORT,
@@ -19,7 +20,6 @@ from ansible_collections.permfix.containers.plugins.module_utils._host.sysctl im
     FileChange,
     SysctlError,
     apply_file_changes,
-    atomic_write,
     dropin_content,
     dropin_name_after,
     is_managed,
@@ -402,10 +402,10 @@ def test_atomic_write_keeps_mode_and_leaves_no_temporary_file(tmp_path: Path) ->
     path = tmp_path / "x.conf"
     path.write_text("old\n")
     os.chmod(path, 0o600)
-    atomic_write(str(path), "new\n")
+    write_atomically(str(path), "new\n")
     assert path.read_text() == "new\n"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    atomic_write(str(tmp_path / "y.conf"), "y\n")
+    write_atomically(str(tmp_path / "y.conf"), "y\n")
     assert stat.S_IMODE((tmp_path / "y.conf").stat().st_mode) == 0o644
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.conf", "y.conf"]
 
