@@ -1,6 +1,12 @@
 # Copyright: permfix.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""TODO docstring (_audit)."""
+"""PRIVATE to the collection. Every detection of a host in one module call (``audit_info``): what the audit playbook runs.
+
+The engines and the four detections are the same functions the single ``*_info`` modules call
+(see ``_core.contracts``), run one after the other in one process so that the fleet audit costs one module
+round trip per host. A detection that fails is recorded (its error sentence) and the others go on;
+only invalid options fail the module, with the sentences the single modules give.
+"""
 
 from __future__ import annotations
 

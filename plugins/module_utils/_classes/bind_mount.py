@@ -1,6 +1,24 @@
 # Copyright: permfix.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""TODO docstring (_bind_mounts)."""
+"""PRIVATE to the collection. Bind mounts whose container identity cannot use the host directory: detection and fix plan.
+
+For every bind mount of every container (Docker, rootful podman, each rootless podman user;
+running and stopped) and every declared spec, :func:`bind_mount_report`:
+
+1. resolves the container user with the container's own /etc/passwd and /etc/group,
+2. maps it through the container's user namespace to host ids,
+3. checks that those host ids can read and enter (and for rw mounts write) the host path,
+   like the kernel does (owner, ACL, groups, other; a container root's CAP_DAC_OVERRIDE),
+4. for each mount that fails: a ``bind_mount`` finding, optionally with the number of entries
+   a ``chown`` would change (the ownership engine's scan), and a fix plan entry, or the reason
+   the path must not be changed (not a directory, a system path, outside the allowed roots,
+   two containers needing different owners).
+
+Engines that are absent or do not answer become notes, never errors.
+
+
+The fix is ``_classes.path_owner`` (applied per fix plan entry by the bind_mounts role).
+"""
 
 from __future__ import annotations
 

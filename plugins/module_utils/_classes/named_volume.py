@@ -1,6 +1,17 @@
 # Copyright: permfix.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""TODO docstring (_volumes)."""
+"""PRIVATE to the collection. Named volumes whose owners are stale: the detection (volume_owner_info).
+
+Docker and podman set a named volume's owner only while it is empty, so a volume reused by a
+container whose user changed keeps the old owners. For every volume of Docker, rootful podman
+and each rootless podman user: the expected owner, the observed owners (``_engines.volumes``),
+a ``named_volume`` finding (subject: the volume name) with the containers involved, and a fix
+plan entry for ``_classes.named_volume_fix``.
+
+Every host id is compared on the host; the fixer gets the ids of the engine's namespace
+(container uid 999 of a rootless user is host ``subuid_start + 998``; the fixer, running in
+that user's namespace, chowns to 999).
+"""
 
 from __future__ import annotations
 
@@ -51,8 +62,6 @@ from ansible_collections.permfix.containers.plugins.module_utils._host.access im
     path_facts,
 )
 
-# --------------------------------------------------------------------------------------------
-# volume_owner_info
 
 
 @dataclass

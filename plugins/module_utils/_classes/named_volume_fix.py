@@ -1,6 +1,12 @@
 # Copyright: permfix.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""TODO docstring (_volumes)."""
+"""PRIVATE to the collection. Named volumes: the fix (volume_owner).
+
+Examines one volume like the detection does and, when its owners differ and not in check mode,
+changes only what differs with the locked-down fixer container (``_engines.fixer``), optionally
+stopping and restarting the containers that use it, then observes it again. No container is
+started when nothing differs.
+"""
 
 from __future__ import annotations
 
@@ -55,8 +61,6 @@ from ansible_collections.permfix.containers.plugins.module_utils._engines.volume
 )
 from ansible_collections.permfix.containers.plugins.module_utils._host.accounts import Account
 
-# --------------------------------------------------------------------------------------------
-# volume_owner
 
 
 @dataclass

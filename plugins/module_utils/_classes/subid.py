@@ -1,6 +1,12 @@
 # Copyright: permfix.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""TODO docstring (_subid)."""
+"""PRIVATE to the collection. Subordinate IDs: the detection (subid_info).
+
+Missing, short, overlapping and malformed ranges of /etc/subuid and /etc/subgid, per user
+asked for and per rootless podman user, with what each user holds and the linux-system-roles
+``podman_subuid_info`` shape. Reads the files with ``_host.subid_file``; when nsswitch names
+another ``subid:`` source, asks ``getsubids`` instead.
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,16 @@
 # Copyright: permfix.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""TODO docstring (_subid)."""
+"""PRIVATE to the collection. Subordinate IDs: the fix (subid).
+
+The allocator never moves or shrinks a range: it widens one in place when the IDs after it
+are free, otherwise it adds the first free block within SUB_UID_MIN..SUB_UID_MAX (as shadow's
+useradd does) that overlaps no other range and no account's ID.
+
+Writes go through ``usermod --add-subuids/--add-subgids`` (which takes shadow's locks) when
+the change only adds ranges to the system files, otherwise through an atomic replacement made
+under shadow's own locks (``_core.atomic``). Every run that writes also holds a lock of its own
+so that two runs never pick the same free block. Then ``podman system migrate`` as the user.
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,19 @@
 # Copyright: permfix.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""TODO docstring (_ports)."""
+"""PRIVATE to the collection. Unprivileged ports: which host ports rootless containers publish, and what blocks them.
+
+Rootless podman (rootlessport) and rootless Docker (rootlesskit) bind published host ports
+as an ordinary user in the host's network namespace, so every host port below
+net.ipv4.ip_unprivileged_port_start is refused. Rootful containers are not affected.
+
+Discovery asks podman for every rootless user (running and stopped containers) and every
+rootless Docker daemon (a socket at /run/user/UID/docker.sock); the ports a caller declares
+are added. :func:`inspect_host` gathers the facts, :func:`build_findings` turns them into
+``unprivileged_port`` findings and :func:`plan_fix` decides what the fix module changes.
+
+
+Both halves are here: :data:`PORT_INFO` (unprivileged_port_info) and :data:`PORT_FIX` (unprivileged_port).
+"""
 
 from __future__ import annotations
 

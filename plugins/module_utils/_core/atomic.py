@@ -1,6 +1,14 @@
 # Copyright: permfix.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""TODO docstring (_sysctl, _subid)."""
+"""PRIVATE to the collection. Changing files safely: atomic replacement, backups, and the locks shadow-utils honours.
+
+:func:`write_atomically` writes a temporary file in the same directory (same owner, mode and
+SELinux label, flushed), renames it over the file and flushes the directory, so a reader sees
+the old file or the new one, never a part. :class:`ShadowLock` takes shadow-utils' own locks
+(lckpwdf's ``.pwd.lock`` and ``FILE.lock``) so that ``useradd``/``usermod`` never write at the
+same time; :class:`SerialLock` serialises runs of this collection among themselves.
+:func:`backup_copy` keeps a copy the way ``AnsibleModule.backup_local`` names it.
+"""
 
 from __future__ import annotations
 

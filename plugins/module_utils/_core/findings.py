@@ -1,6 +1,11 @@
 # Copyright: permfix.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""TODO docstring (_findings)."""
+"""PRIVATE to the collection. Findings: the one record every detection in permfix.containers returns.
+
+A finding is a plain dict (so it crosses the module/controller boundary as JSON) with the
+keys of ``FINDING_KEYS``; build one with :func:`make_finding` so that the ``id`` is stable
+across runs and the values are checked.
+"""
 
 from __future__ import annotations
 

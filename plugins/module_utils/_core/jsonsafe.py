@@ -1,6 +1,8 @@
 # Copyright: permfix.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""TODO docstring (_subid)."""
+"""PRIVATE to the collection. Values made safe for JSON: text that came in with surrogate escapes (bytes that are not UTF-8,
+in names read from files) shown as ``\\xNN`` instead of breaking the module's output.
+"""
 
 from __future__ import annotations
 

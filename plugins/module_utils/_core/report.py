@@ -1,6 +1,7 @@
 # Copyright: permfix.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""TODO docstring (_report)."""
+"""PRIVATE to the collection. The audit report: report.json (schema permfix.report/v1) and report.md, built on the controller.
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,27 @@
 # Copyright: permfix.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""TODO docstring (_containers)."""
+"""PRIVATE to the collection. Containers of every engine in one model: who they run as, how their ids map, what they mount.
+
+Docker containers come from the Docker SDK (:mod:`._docker`); podman containers from
+``podman ps -a --format json`` and ``podman container inspect``, as root and as each
+rootless user (through the shared :mod:`._podman` helpers). Running and stopped containers
+alike: a stopped container's /etc/passwd and /etc/group are copied out through the engine
+(``get_archive``, ``podman cp CTR:/etc/passwd -``), never read through ``/proc/PID/root``
+(a container's absolute symbolic links would resolve on the host).
+
+ID maps, best source first:
+
+- ``kernel``: ``/proc/PID/uid_map`` of a running container's process, read from the host's
+  initial namespace, is already container -> host (also for rootless podman).
+- ``engine``: podman's ``IDMappings`` (container -> host for rootful podman; container ->
+  the user's rootless namespace for rootless podman, composed with that namespace).
+- ``computed``: Docker's ``userns-remap`` from /etc/subuid, rootless podman's namespace when
+  podman reports nothing (``podman unshare cat /proc/self/uid_map``, else /etc/subuid).
+
+
+:func:`host_identity` is the one mapping of a container's user to host ids that every
+container detection uses.
+"""
 
 from __future__ import annotations
 

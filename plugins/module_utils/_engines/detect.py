@@ -1,6 +1,13 @@
 # Copyright: permfix.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""TODO docstring (_engines)."""
+"""PRIVATE to the collection. Which container engines a host has: Docker (through its API) and podman (rootful and rootless).
+
+An absent engine is a fact to record, never an error: every function here returns None or an
+empty list for it, and says why in a note.
+
+
+This is what ``engine_info`` runs (:data:`ENGINE_INFO`).
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,21 @@
 # Copyright: permfix.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""TODO docstring (_info, _engines, _docker)."""
+"""PRIVATE to the collection. The Docker daemon through the Docker SDK for Python, as the detections need it.
+
+Only low-level ``APIClient`` calls that both the SDK on controllers (7.x) and Debian 12's
+``python3-docker`` (5.0.3) have: ``containers``, ``inspect_container``, ``inspect_image``,
+``get_archive`` and ``info``. Every SDK or transport error becomes one
+:class:`DockerEngineError` whose message names the daemon and what to do.
+
+Also here: the daemon's ``userns-remap`` setting (from ``/etc/docker/daemon.json`` and the
+running dockerd's command line) and the ID maps it implies.
+
+
+The Docker options every module shares (``docker_host``, ``timeout``: :func:`docker_options`),
+the one rule for "is Docker there" (:func:`docker_presence`), a plain GET over the unix socket
+for callers that need no SDK (:func:`docker_api_get`), and reading a container's file through
+tar archives for both engines (:func:`read_through_links`).
+"""
 
 from __future__ import annotations
 

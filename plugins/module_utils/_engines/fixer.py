@@ -1,6 +1,32 @@
 # Copyright: permfix.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""TODO docstring (_fixer)."""
+"""PRIVATE to the collection. The one-off, locked-down fixer (and read-only inspector) container for named volumes.
+
+The fixer runs ``find`` and ``chown -h`` from a busybox image inside a container whose only
+mount is the volume (at ``/v``), with no network, a read-only root filesystem, every
+capability dropped except ``CHOWN`` and ``DAC_READ_SEARCH`` (to enter directories whatever
+their mode), ``no-new-privileges``, as uid 0 of the engine's namespace (so a rootless podman
+fixer changes owners in that user's namespace only), labelled ``permfix.containers.fixer``
+and removed afterwards, also on failure.
+
+Why ``find``/``chown -h`` in a container and not the ownership engine on the host: the
+container is the safety boundary. ``find`` never follows a symbolic link (no ``-L``), stays
+on the volume (``-xdev``), selects only entries whose owner or group differ (so nothing that
+is already right is touched), skips regular files with more than one hard link and device
+nodes (like the ownership engine) and lists directories after their content (``-depth``), so
+the volume root is changed last. ``chown -h`` changes a symbolic link itself. A path
+component swapped for a symbolic link between ``find`` and ``chown`` (by a process writing
+the volume during the fix) can only lead to something the container sees: the volume or the
+container's own read-only root, never the host's files. Stop the containers using the volume
+(``stop_containers``) to close even that window.
+
+Images: the fixer image is a parameter; when it is missing it is pulled (if allowed) and
+otherwise built from the host's static busybox with ``docker import`` / ``podman import``.
+
+
+The engines are reached through the :class:`FixerBackend` protocol (:class:`DockerFixer`,
+:class:`PodmanFixer`).
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,18 @@
 # Copyright: permfix.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""TODO docstring (_podman, _containers, _subid)."""
+"""PRIVATE to the collection. Podman through its CLI's JSON output, as root or as a rootless user.
+
+Modules run as root; rootless podman state belongs to each user, so commands for a user run
+with that user's uid, gid and groups and a login-like environment (HOME, USER, LOGNAME,
+PATH and XDG_RUNTIME_DIR when /run/user/UID exists), from the user's home directory.
+
+Commands run through a Runner (``module_runner(module)`` wraps ``AnsibleModule.run_command``),
+so module_utils never start processes themselves and unit tests can pass a fake.
+
+
+Also here: which users have rootless podman (:func:`rootless_users`: state in their home or a
+running pause process) and a rootless user's namespace (:func:`rootless_namespace`).
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,14 @@
 # Copyright: permfix.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""TODO docstring (_volumes)."""
+"""PRIVATE to the collection. Engine scopes: which engine instances to examine, discovered once for every container detection.
+
+An :class:`EngineScope` is Docker, rootful podman or one user's rootless podman, with the
+engine's default user namespace. :func:`discover_scopes` is the one answer to "which engines
+and users, and is Docker absent": a daemon that is not there at the default address is an
+engine the host does not run (a note when Docker is installed, nothing otherwise); one that
+does not answer, a podman user that does not exist or whose podman fails, become notes. Also
+here: the containers (:func:`scope_containers`) and volumes (:func:`list_volumes`) of a scope.
+"""
 
 from __future__ import annotations
 

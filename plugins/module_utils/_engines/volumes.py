@@ -1,6 +1,14 @@
 # Copyright: permfix.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""TODO docstring (_volumes)."""
+"""PRIVATE to the collection. Named volumes: the model, who uses them, who should own them and who does.
+
+A :class:`Volume` of one engine scope; :func:`volume_users` (the containers that mount it and
+the host identity each runs as), :func:`expected_owner` (a declared owner, else what the
+containers agree on; root containers keep CAP_DAC_OVERRIDE and do not vote) and the
+observation of its owners on the host (the ownership walker's scan of the local driver's
+mountpoint) or through a read-only inspector container. Shared by the detection
+(``_classes.named_volume``) and the fix (``_classes.named_volume_fix``).
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,48 @@
 # Copyright: permfix.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""TODO docstring (_ownership)."""
+"""PRIVATE to the collection. The ownership engine: find and change the owners (or POSIX ACLs) of a directory tree, safely.
+
+How the walk stays safe:
+
+- Every directory is opened relative to its parent's descriptor with ``O_NOFOLLOW |
+  O_DIRECTORY`` after an ``lstat`` of the name, and the opened descriptor's
+  ``(st_dev, st_ino)`` must be the ones the ``lstat`` saw: a directory swapped for a
+  symbolic link (or for another directory) between the listing and the descent is reported,
+  never followed.
+- Entries are examined with ``fstatat(dirfd, name, AT_SYMLINK_NOFOLLOW)`` and changed with
+  ``fchownat(dirfd, name, ..., AT_SYMLINK_NOFOLLOW)``; directories are changed through their
+  own descriptor (``fchown``) after their content (post-order), so the root is changed last
+  and an interrupted run leaves the root mismatched for the next run to find. The root is
+  also left alone when anything below it could not be changed or walked.
+- Symbolic links are changed themselves (like ``chown -R``), never followed; device nodes are
+  skipped and reported (owning a device node grants access to the device); sockets and FIFOs
+  are never opened.
+- A regular file with more than one hard link is skipped and reported unless allowed: its
+  other names can be outside the tree.
+- The walk stays on the root's filesystem (``st_dev``; bind mounts of the same filesystem
+  below the root are found through the mount id) unless asked to cross.
+- System paths, home directories themselves and container storage are refused.
+
+Large trees are walked by several processes (``workers``; by default one per usable CPU,
+at most four): once the walk has seen ``parallel_after`` entries, a subdirectory the walk is
+about to enter, opened and checked as above, is handed as its open descriptor (over a unix
+socket) to an idle helper process forked from the walker, which walks it with the same rules
+and sends back its counts and samples; the walker goes on with the next one. The root is still
+changed last, after every helper has answered, and only when nothing below failed. Hard-link
+handling with ``allow_hardlinks`` needs one set of seen inodes, so it walks in one process.
+
+Memory stays bounded: the walk is iterative and holds, per directory on the current path,
+one descriptor and at most ``CHUNK`` names of subdirectories still to visit; a directory
+with more subdirectories keeps its listing open and is read in chunks. When the number of
+open descriptors reaches the budget, descriptors of directories higher up are closed and
+re-opened later through ``..`` of their child (or by name from the nearest open ancestor)
+with their ``(st_dev, st_ino)`` checked.
+
+Residual race (documented for users): a process that can write a directory of the tree
+could replace a file by a hard link between its ``lstat`` and its ``fchownat``; with
+``fs.protected_hardlinks=1`` (the default on every current distribution) it can only link
+files it owns or can already read and write.
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,22 @@
 # Copyright: permfix.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""TODO docstring (_identity)."""
+"""PRIVATE to the collection. Who a container process is, and whether a host identity can use a host path.
+
+1. :func:`resolve_identity`: the uid, gid and supplementary groups a container process runs
+   with, from its ``User`` setting (``""``, ``name``, ``uid``, ``uid:gid``, ``name:group``)
+   resolved with the container's own /etc/passwd and /etc/group the way runc and crun do
+   (libcontainer's ``GetExecUser``): a numeric user is always a uid; a user without a group
+   gets the passwd entry's gid (0 when the uid has no entry) and the supplementary groups it
+   is a member of in /etc/group; an explicit group replaces the gid and brings no
+   supplementary groups; ``--group-add`` values are added in every case.
+2. :func:`check_access`: the kernel's permission check (owner, POSIX ACL named users, the
+   group class with its mask, other) for a mapped host identity (:class:`HostIdentity`), with
+   the capabilities a container root has (CAP_DAC_OVERRIDE applies only to inodes whose owner
+   and group are mapped into the container's namespace).
+
+Mapping container ids to host ids is :mod:`._host.idmap`'s; doing it for a container is
+``_engines.containers.host_identity``.
+"""
 
 from __future__ import annotations
 
@@ -35,7 +51,7 @@ class IdentityError(PermfixError, ValueError):
 
 
 # --------------------------------------------------------------------------------------------
-# 1. The user a container process runs as
+# The user a container process runs as
 
 
 @dataclass(frozen=True)
@@ -158,7 +174,7 @@ def resolve_identity(
 
 
 # --------------------------------------------------------------------------------------------
-# 3. Access to a host path
+# Access to a host path
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,15 @@
 # Copyright: permfix.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""TODO docstring (_podman, _accounts)."""
+"""PRIVATE to the collection. Accounts from text: passwd, group and login.defs, parsed without touching NSS, and the one user model.
+
+:class:`Account` is every user the collection deals with: a passwd line, an NSS entry, a
+rootless podman user.
+
+Everything here works on text so the same code reads the host's files and the /etc/passwd and
+/etc/group of a container image (copied out as text). ``AccountDatabase.from_files`` adds the
+file reading and, for the host's own files, an optional fallback to the NSS databases (LDAP and
+SSSD users are not in /etc/passwd).
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,12 @@
 # Copyright: permfix.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""TODO docstring (_identity, _ownership)."""
+"""PRIVATE to the collection. POSIX ACLs and permission bits: the kernel's xattr format, read, planned and rendered.
+
+The codec (:func:`parse_acl`, :func:`build_acl`) reads and writes ``system.posix_acl_access``
+(version 2, little-endian entries sorted by tag and id); :func:`acl_grant` and :func:`plan_acl`
+compute the smallest ACL change that gives named users and groups an access; ``perm_text``
+and ``perm_words`` are the one table of permission texts for messages.
+"""
 
 from __future__ import annotations
 

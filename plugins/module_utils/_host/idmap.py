@@ -1,6 +1,14 @@
 # Copyright: permfix.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""TODO docstring (_identity, _containers)."""
+"""PRIVATE to the collection. User namespaces as id maps: container id -> host id.
+
+:class:`IdMap` is a namespace's uid or gid map as ``(inside, outside, length)`` ranges
+(:class:`IdMapping`). It is built from what the kernel reports for a running process
+(``/proc/PID/uid_map``, :func:`read_proc_maps`, only meaningful when this process is in the
+host's namespaces: :func:`in_host_namespaces`), from podman's ``IDMappings`` colon syntax, or
+computed for Docker's ``userns-remap`` and a rootless user's default namespace (0 is the
+user, N is the user's N-th subordinate id). Maps compose, as nested namespaces do.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +19,6 @@ from typing import Optional, Tuple
 
 from ansible_collections.permfix.containers.plugins.module_utils._core.numbers import ID_LIMIT
 
-# --------------------------------------------------------------------------------------------
-# 2. User namespaces
 
 
 @dataclass(frozen=True, order=True)

@@ -1,6 +1,11 @@
 # Copyright: permfix.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""TODO docstring (_owner_spec)."""
+"""PRIVATE to the collection. Owner and group specifications: names or numbers, resolved on the target host.
+
+``owner: app`` and ``owner: "1000"`` both become a uid; ``from_owner`` takes chown's
+``--from`` syntax (``OWNER``, ``OWNER:GROUP``, ``:GROUP``). Every problem is an
+:class:`OwnerSpecError` whose message tells the person what to give instead.
+"""
 
 from __future__ import annotations
 

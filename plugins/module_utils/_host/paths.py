@@ -1,6 +1,12 @@
 # Copyright: permfix.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""TODO docstring (_ownership, _bind_mounts)."""
+"""PRIVATE to the collection. Where the collection may change owners: protected system paths, container storage and homes.
+
+:func:`refusal_reason` says why a path must never be changed (a system tree, the root of a
+home, container storage, found from the host's own storage.conf files too); :func:`human_homes`
+and :func:`placement_problem` say whether a bind-mount source lies where the bind_mounts role
+is allowed to change it (the allowed roots, or below a person's home directory).
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,14 @@
 # Copyright: permfix.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""TODO docstring (_subid)."""
+"""PRIVATE to the collection. The /etc/subuid and /etc/subgid files: parsed as shadow-utils reads them, rendered back byte for byte.
+
+The parser reads each line the way shadow-utils (libsubid, newuidmap, getsubids) reads it, so
+what counts as a range here is what the kernel mappings will be built from; every line keeps
+its exact text so that a write changes only the lines it means to change. Also here: overlaps,
+the free-interval helpers the allocator uses, login.defs' SUB_*ID bounds, where subordinate ids
+come from (nsswitch ``subid:``, ``getsubids``), the setuid helpers' state, and one snapshot of
+everything read from the host for one decision (:func:`load_snapshot`).
+"""
 
 from __future__ import annotations
 

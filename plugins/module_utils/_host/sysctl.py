@@ -1,6 +1,26 @@
 # Copyright: permfix.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""TODO docstring (_sysctl)."""
+"""PRIVATE to the collection. Kernel parameters (sysctl): the runtime value and the value the system applies at boot.
+
+The boot value is resolved the way ``sysctl --system`` (procps-ng) and systemd-sysctl do:
+
+* every ``*.conf`` file of the sysctl directories (by default /etc/sysctl.d, /run/sysctl.d,
+  /usr/local/lib/sysctl.d, /usr/lib/sysctl.d, /lib/sysctl.d, in that priority), where a file
+  in a directory earlier in the list hides a same-named file in a later one;
+* the remaining files applied in the byte order of their names, whatever their directory;
+* then /etc/sysctl.conf, applied last (procps); on Debian /etc/sysctl.d/99-sysctl.conf is a
+  symbolic link to it, so it is applied at that position too;
+* within a file, lines in order: ``#`` and ``;`` start comments, ``-key = value`` ignores
+  errors, keys may be written with dots or slashes, spaces around keys and values do not
+  count, and a later assignment of the same key wins.
+
+A value the kernel refuses (not a number, out of range) does not change anything, so the
+boot value is the last *valid* assignment, or the kernel's default when there is none.
+
+Changes are planned first (:func:`plan_dropin`, :func:`plan_in_place`) as whole-file contents,
+so check mode and diff mode see exactly what a real run writes; :func:`apply_changes` then
+writes each file atomically and puts everything back if one write fails.
+"""
 
 from __future__ import annotations
 
