@@ -56,8 +56,9 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable
 
 REPO = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
@@ -92,15 +93,15 @@ class Sample:
 
     __slots__ = ("wall", "cpu", "rss_kb", "extra")
 
-    def __init__(self, wall: float, cpu: float, rss_kb: int, extra: Optional[Dict[str, Any]] = None) -> None:
+    def __init__(self, wall: float, cpu: float, rss_kb: int, extra: dict[str, Any] | None = None) -> None:
         self.wall = wall
         self.cpu = cpu
         self.rss_kb = rss_kb
         self.extra = extra or {}
 
 
-def measure(argv: Sequence[str], env: Optional[Dict[str, str]] = None, cwd: Optional[str] = None,
-            ok_codes: Tuple[int, ...] = (0,)) -> Tuple[Sample, str]:
+def measure(argv: Sequence[str], env: dict[str, str] | None = None, cwd: str | None = None,
+            ok_codes: tuple[int, ...] = (0,)) -> tuple[Sample, str]:
     """Run ``argv``; return wall time, user+sys CPU (with waited-for children), peak RSS, stdout.
 
     The command runs under GNU time, which reports its peak RSS (``%M``): a child forked from
@@ -129,23 +130,25 @@ class Results:
     """Samples by key, and the summaries derived from them."""
 
     def __init__(self) -> None:
-        self.samples: Dict[str, List[Sample]] = {}
+        self.samples: dict[str, list[Sample]] = {}
 
     def add(self, key: str, sample: Sample) -> None:
         self.samples.setdefault(key, []).append(sample)
-        print(f"  {key:48s} {sample.wall:8.3f} s  cpu {sample.cpu:7.3f} s  rss {sample.rss_kb / 1024:6.1f} MB", flush=True)
+        print(
+            f"  {key:48s} {sample.wall:8.3f} s  cpu {sample.cpu:7.3f} s  rss {sample.rss_kb / 1024:6.1f} MB", flush=True
+        )
 
     def has(self, key: str) -> bool:
         return bool(self.samples.get(key))
 
-    def stat(self, key: str, attr: str = "wall") -> Tuple[float, float, float]:
+    def stat(self, key: str, attr: str = "wall") -> tuple[float, float, float]:
         values = [getattr(sample, attr) for sample in self.samples[key]]
         return statistics.median(values), min(values), max(values)
 
     def median(self, key: str, attr: str = "wall") -> float:
         return self.stat(key, attr)[0]
 
-    def as_json(self) -> Dict[str, Any]:
+    def as_json(self) -> dict[str, Any]:
         return {key: [{"wall": s.wall, "cpu": s.cpu, "rss_kb": s.rss_kb, **s.extra} for s in samples]
                 for key, samples in self.samples.items()}
 
@@ -165,7 +168,7 @@ def collections_dir() -> str:
     return str(base)
 
 
-def ansible_env() -> Dict[str, str]:
+def ansible_env() -> dict[str, str]:
     env = dict(os.environ)
     env.update({
         "ANSIBLE_COLLECTIONS_PATH": collections_dir(),
@@ -181,7 +184,7 @@ def ansible_env() -> Dict[str, str]:
     return env
 
 
-def machine() -> Dict[str, str]:
+def machine() -> dict[str, str]:
     def out(argv: Sequence[str]) -> str:
         try:
             return subprocess.run(list(argv), capture_output=True, text=True, check=False).stdout.strip()
@@ -208,7 +211,9 @@ def machine() -> Dict[str, str]:
         "filesystem": out(["sh", "-c", "df -T /var/tmp | awk 'NR==2 {print $2}'"]),
         "target_python": out([TARGET_PYTHON, "--version"]),
         "controller_python": platform.python_version(),
-        "ansible": out([str(VENV_BIN / "ansible"), "--version"]).splitlines()[0] if (VENV_BIN / "ansible").exists() else "?",
+        "ansible": out([str(VENV_BIN / "ansible"), "--version"]).splitlines()[0]
+        if (VENV_BIN / "ansible").exists()
+        else "?",
         "find": out(["find", "--version"]).splitlines()[0],
         "chown": out(["chown", "--version"]).splitlines()[0],
         "docker": out(["docker", "version", "--format", "{{.Server.Version}}"]),
@@ -225,7 +230,7 @@ class Tree:
 
     def __init__(self, root: str, entries: int, data: bytes = b"") -> None:
         self.root = root
-        self.leaves: List[str] = []
+        self.leaves: list[str] = []
         leaves = max(1, round(entries / PER_DIR))
         os.makedirs(root, exist_ok=True)
         for index in range(leaves):
@@ -268,8 +273,12 @@ class Tree:
         return {"0": 0, "1": self.one_percent, "100": self.entries}[state]
 
     def mismatches(self, uid: int, gid: int) -> int:
-        proc = subprocess.run(["find", self.root, "-xdev", "(", "!", "-uid", str(uid), "-o", "!", "-gid", str(gid), ")"],
-                              capture_output=True, text=True, check=True)
+        proc = subprocess.run(
+            ["find", self.root, "-xdev", "(", "!", "-uid", str(uid), "-o", "!", "-gid", str(gid), ")"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         return len(proc.stdout.splitlines())
 
 
@@ -286,12 +295,12 @@ class Bench:
         self.env = ansible_env()
         self.coll = collections_dir()
         self.results = Results()
-        self.checks: List[str] = []
-        self.errors: List[str] = []
+        self.checks: list[str] = []
+        self.errors: list[str] = []
 
     # -- commands -----------------------------------------------------------------------------
 
-    def find_argv(self, root: str, exec_chown: bool = False) -> List[str]:
+    def find_argv(self, root: str, exec_chown: bool = False) -> list[str]:
         argv = ["find", root, "-xdev", "(", "!", "-uid", str(self.uid), "-o", "!", "-gid", str(self.gid), ")"]
         if exec_chown:
             argv += ["-exec", "chown", "-h", f"{self.uid}:{self.gid}", "{}", "+"]
@@ -307,8 +316,19 @@ class Bench:
             raise RuntimeError(f"the engine's {what} of {root} was incomplete: {data}")
         return sample
 
-    def adhoc(self, module: str, module_args: str, check: bool = False) -> Tuple[Sample, str]:
-        argv = [str(VENV_BIN / "ansible"), "localhost", "-i", "localhost,", "-c", "local", "-m", module, "-a", module_args]
+    def adhoc(self, module: str, module_args: str, check: bool = False) -> tuple[Sample, str]:
+        argv = [
+            str(VENV_BIN / "ansible"),
+            "localhost",
+            "-i",
+            "localhost,",
+            "-c",
+            "local",
+            "-m",
+            module,
+            "-a",
+            module_args,
+        ]
         if check:
             argv.append("--check")
         return measure(argv, env=self.env, cwd=self.base)
@@ -322,8 +342,13 @@ class Bench:
 
     def bind_mount_info(self, root: str, expected: int) -> Sample:
         """bind_mount_info with a declared spec: a denied root makes it scan the whole tree."""
-        module_args = json.dumps({"engines": [], "specs": [{"path": root, "uid": self.uid, "gid": self.gid, "access": "rw"}],
-                                  "allowed_roots": [self.base]})
+        module_args = json.dumps(
+            {
+                "engines": [],
+                "specs": [{"path": root, "uid": self.uid, "gid": self.gid, "access": "rw"}],
+                "allowed_roots": [self.base],
+            }
+        )
         sample, out = self.adhoc("permfix.containers.bind_mount_info", module_args)
         try:
             result = json.loads(out[out.index("=>") + 2:])
@@ -361,14 +386,16 @@ class Bench:
             res.add(f"{prefix}/find", measure(self.find_argv(tree.root))[0])
             sample = self.engine("scan", tree.root)
             if sample.extra["counts"]["to_change"] != tree.wrong(state):
-                raise RuntimeError(f"scan counted {sample.extra['counts']['to_change']} to change, expected {tree.wrong(state)}")
+                raise RuntimeError(
+                    f"scan counted {sample.extra['counts']['to_change']} to change, expected {tree.wrong(state)}"
+                )
             res.add(f"{prefix}/scan_engine", sample)
             res.add(f"{prefix}/scan_engine1", self.engine("scan", tree.root, workers=1))
             res.add(f"{prefix}/scan_module", self.path_owner(tree.root, check=True))
             if state == "100":  # only a denied root makes bind_mount_info walk the tree
                 res.add(f"{prefix}/scan_bind_mount_info", self.bind_mount_info(tree.root, tree.wrong(state)))
             # fixes: each starts from the same state
-            fixes: List[Tuple[str, Callable[[], Sample]]] = [
+            fixes: list[tuple[str, Callable[[], Sample]]] = [
                 ("fix_engine", lambda: self.engine("fix", tree.root)),
                 ("fix_engine1", lambda: self.engine("fix", tree.root, workers=1)),
                 ("chown_R", lambda: measure(["chown", "-R", f"{uid}:{gid}", tree.root])[0]),
@@ -392,15 +419,15 @@ class Bench:
 
     # -- overlayfs ---------------------------------------------------------------------------
 
-    def overlay(self, entries: int) -> Dict[str, Any]:
+    def overlay(self, entries: int) -> dict[str, Any]:
         top = os.path.join(self.base, "overlay")
         lower, upper, work, merged = (os.path.join(top, name) for name in ("lower", "upper", "work", "merged"))
         print(f"overlayfs: building a lower layer of {entries:,} entries (files of 512 bytes)", flush=True)
         tree = Tree(lower, entries, data=b"x" * 512)
         subprocess.run(["chown", "-R", f"{self.uid}:{self.gid}", lower], check=True)
         subprocess.run(["chmod", "a-w", lower], check=True)
-        out: Dict[str, Any] = {"entries": tree.entries}
-        contenders: List[Tuple[str, Callable[[], Sample]]] = [
+        out: dict[str, Any] = {"entries": tree.entries}
+        contenders: list[tuple[str, Callable[[], Sample]]] = [
             ("fix_engine", lambda: self.engine("fix", merged)),
             ("find_exec", lambda: measure(self.find_argv(merged, exec_chown=True))[0]),
             ("chown_R", lambda: measure(["chown", "-R", f"{self.uid}:{self.gid}", merged])[0]),
@@ -409,27 +436,34 @@ class Bench:
             for path in (upper, work, merged):
                 shutil.rmtree(path, ignore_errors=True)
                 os.makedirs(path)
-            empty = int(subprocess.run(["du", "-sb", upper], capture_output=True, text=True, check=True).stdout.split()[0])
+            empty = int(
+                subprocess.run(["du", "-sb", upper], capture_output=True, text=True, check=True).stdout.split()[0]
+            )
             subprocess.run(["mount", "-t", "overlay", "overlay", "-o",
                             f"lowerdir={lower},upperdir={upper},workdir={work}", merged], check=True)
             try:
                 sample = run()
             finally:
                 subprocess.run(["umount", merged], check=True)
-            size = int(subprocess.run(["du", "-sb", upper], capture_output=True, text=True, check=True).stdout.split()[0])
+            size = int(
+                subprocess.run(["du", "-sb", upper], capture_output=True, text=True, check=True).stdout.split()[0]
+            )
             count = sum(len(dirs) + len(files) for _d, dirs, files in os.walk(upper))
             out[name] = {"wall": sample.wall, "bytes": size - empty, "entries": count}
-            print(f"  overlay {name:12s} {sample.wall:7.3f} s  copied up {size - empty:,} bytes, {count:,} entries", flush=True)
+            print(
+                f"  overlay {name:12s} {sample.wall:7.3f} s  copied up {size - empty:,} bytes, {count:,} entries",
+                flush=True,
+            )
         shutil.rmtree(top, ignore_errors=True)
         return out
 
     # -- fleet -------------------------------------------------------------------------------
 
-    def fleet(self, sizes: Sequence[int]) -> Dict[str, Any]:
+    def fleet(self, sizes: Sequence[int]) -> dict[str, Any]:
         hosts = max(sizes)
         prefix = f"pfbench-{uuid.uuid4().hex[:8]}"
         names = [f"{prefix}-{index:02d}" for index in range(hosts)]
-        created: List[str] = []
+        created: list[str] = []
         # the round trip the audit makes (one pipelined module task per host), doing nothing
         pings = os.path.join(self.base, "ping-play.yml")
         Path(pings).write_text(json.dumps([{
@@ -445,8 +479,12 @@ class Bench:
                 time.sleep(30)
                 waited += 30
             for name in names:
-                proc = subprocess.run(["docker", "run", "-d", "--name", name, "--network", "none", IMAGE, "sleep", "infinity"],
-                                      capture_output=True, text=True, check=False)
+                proc = subprocess.run(
+                    ["docker", "run", "-d", "--name", name, "--network", "none", IMAGE, "sleep", "infinity"],
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                )
                 if proc.returncode:
                     raise RuntimeError(f"docker run {IMAGE} failed: {proc.stderr.strip()}")
                 created.append(name)
@@ -458,19 +496,47 @@ class Bench:
                 Path(inventory).write_text("\n".join(lines) + "\n", encoding="utf-8")
                 report_dir = os.path.join(self.base, f"report-{count}")
                 for _repeat in range(self.args.repeats):
-                    sample, _out = measure([str(VENV_BIN / "ansible"), "all", "-i", inventory, "-m", "ansible.builtin.ping",
-                                            "-f", str(count)], env=self.env, cwd=self.base)
+                    sample, _out = measure(
+                        [
+                            str(VENV_BIN / "ansible"),
+                            "all",
+                            "-i",
+                            inventory,
+                            "-m",
+                            "ansible.builtin.ping",
+                            "-f",
+                            str(count),
+                        ],
+                        env=self.env,
+                        cwd=self.base,
+                    )
                     self.results.add(f"fleet/{count}/ping", sample)
-                    sample, _out = measure([str(VENV_BIN / "ansible-playbook"), pings, "-i", inventory, "-f", str(count)],
-                                           env=self.env, cwd=self.base)
+                    sample, _out = measure(
+                        [str(VENV_BIN / "ansible-playbook"), pings, "-i", inventory, "-f", str(count)],
+                        env=self.env,
+                        cwd=self.base,
+                    )
                     self.results.add(f"fleet/{count}/ping_play", sample)
-                    sample, _out = measure([str(VENV_BIN / "ansible-playbook"), str(REPO / "playbooks" / "audit.yml"),
-                                            "-i", inventory, "-f", str(count), "-e", f"permfix_report_dir={report_dir}"],
-                                           env=self.env, cwd=self.base)
+                    sample, _out = measure(
+                        [
+                            str(VENV_BIN / "ansible-playbook"),
+                            str(REPO / "playbooks" / "audit.yml"),
+                            "-i",
+                            inventory,
+                            "-f",
+                            str(count),
+                            "-e",
+                            f"permfix_report_dir={report_dir}",
+                        ],
+                        env=self.env,
+                        cwd=self.base,
+                    )
                     report = json.loads(Path(report_dir, "report.json").read_text(encoding="utf-8"))
                     reachable = sum(1 for entry in report["hosts"].values() if entry.get("reachable"))
                     if reachable != count:
-                        raise RuntimeError(f"the audit reached {reachable} of {count} hosts: {json.dumps(report)[:2000]}")
+                        raise RuntimeError(
+                            f"the audit reached {reachable} of {count} hosts: {json.dumps(report)[:2000]}"
+                        )
                     self.results.add(f"fleet/{count}/audit", sample)
         finally:
             for name in created:
@@ -482,15 +548,15 @@ class Bench:
 # The report
 
 
-def fmt(triple: Tuple[float, float, float]) -> str:
+def fmt(triple: tuple[float, float, float]) -> str:
     med, low, high = triple
     return f"{med:.2f} ({low:.2f}-{high:.2f})"
 
 
-def write_doc(path: Path, info: Dict[str, str], args: argparse.Namespace, bench: Bench,
-              sizes: Sequence[int], trees: Dict[int, int], overlay: Optional[Dict[str, Any]]) -> str:
+def write_doc(path: Path, info: dict[str, str], args: argparse.Namespace, bench: Bench,
+              sizes: Sequence[int], trees: dict[int, int], overlay: dict[str, Any] | None) -> str:
     res = bench.results
-    lines: List[str] = []
+    lines: list[str] = []
     add = lines.append
     add("# Benchmarks")
     add("")
@@ -506,7 +572,10 @@ def write_doc(path: Path, info: Dict[str, str], args: argparse.Namespace, bench:
     add("")
     add("## Method")
     add("")
-    add(f"- Trees under /var/tmp/permfix-bench-* (ext4, warm page cache): leaf directories of {PER_DIR - 1} empty files,")
+    add(
+        f"- Trees under /var/tmp/permfix-bench-* (ext4, warm page cache): "
+        f"leaf directories of {PER_DIR - 1} empty files,"
+    )
     add(f"  {DIRS_PER_GROUP} leaf directories per group. Wanted owner {args.uid}:{args.uid}. States: 0 % wrong")
     add("  (everything right: the second, no-op run), 1 % wrong (file f00 of every directory is 0:0),")
     add("  100 % wrong (`chown -R 0:0` first). Every fix starts from the same state (re-created untimed).")
@@ -536,13 +605,19 @@ def write_doc(path: Path, info: Dict[str, str], args: argparse.Namespace, bench:
         add("")
         add("| contender | 0 % wrong (no-op) | 1 % wrong | 100 % wrong | CPU at 100 % | peak RSS MB |")
         add("|---|---|---|---|---|---|")
-        rows = [("find (detection)", "find", False), ("engine scan", "scan_engine", False),
-                ("engine scan, one process", "scan_engine1", False),
-                ("path_owner --check (module)", "scan_module", True),
-                ("bind_mount_info, root denied (module)", "scan_bind_mount_info", True), ("engine fix", "fix_engine", False),
-                ("engine fix, one process", "fix_engine1", False),
-                ("path_owner (module)", "fix_module", True), ("chown -R", "chown_R", False),
-                ("find -exec chown", "find_exec", False), ("ansible.builtin.file recurse", "file_recurse", True)]
+        rows = [
+            ("find (detection)", "find", False),
+            ("engine scan", "scan_engine", False),
+            ("engine scan, one process", "scan_engine1", False),
+            ("path_owner --check (module)", "scan_module", True),
+            ("bind_mount_info, root denied (module)", "scan_bind_mount_info", True),
+            ("engine fix", "fix_engine", False),
+            ("engine fix, one process", "fix_engine1", False),
+            ("path_owner (module)", "fix_module", True),
+            ("chown -R", "chown_R", False),
+            ("find -exec chown", "find_exec", False),
+            ("ansible.builtin.file recurse", "file_recurse", True),
+        ]
         for label, key, minus in rows:
             states = [state for state in ("0", "1", "100") if res.has(f"{size}/{state}/{key}")]
             if not states:
@@ -568,8 +643,8 @@ def write_doc(path: Path, info: Dict[str, str], args: argparse.Namespace, bench:
     def m(state: str, key: str, minus: bool = False) -> float:
         return res.median(f"{size}/{state}/{key}") - (ping if minus else 0.0)
 
-    targets: List[Tuple[str, float, str, bool]] = []
-    floors: List[Tuple[str, float]] = []
+    targets: list[tuple[str, float, str, bool]] = []
+    floors: list[tuple[str, float]] = []
 
     def target(text: str, value: float, limit: float, below: bool = True) -> None:
         met = value <= limit if below else value >= limit
@@ -578,21 +653,29 @@ def write_doc(path: Path, info: Dict[str, str], args: argparse.Namespace, bench:
     target("scan (1 % wrong) / find, engine", m("1", "scan_engine") / m("1", "find"), 1.3)
     target("scan (1 % wrong) / find, module", m("1", "scan_module", True) / m("1", "find"), 1.3)
     target("scan (100 % wrong) / find, engine", m("100", "scan_engine") / m("100", "find"), 1.3)
-    target("scan (100 % wrong) / find, bind_mount_info module", m("100", "scan_bind_mount_info", True) / m("100", "find"), 1.3)
+    target(
+        "scan (100 % wrong) / find, bind_mount_info module",
+        m("100", "scan_bind_mount_info", True) / m("100", "find"),
+        1.3,
+    )
     target("no-op fix / find, engine", m("0", "fix_engine") / m("0", "find"), 1.3)
     target("no-op fix / find, module", m("0", "fix_module", True) / m("0", "find"), 1.3)
     target("fix 100 % wrong / chown -R, engine", m("100", "fix_engine") / m("100", "chown_R"), 1.2)
     target("fix 100 % wrong / chown -R, module", m("100", "fix_module", True) / m("100", "chown_R"), 1.2)
     target("fix 1 % wrong / chown -R, engine", m("1", "fix_engine") / m("1", "chown_R"), 0.5)
     target("fix 1 % wrong / chown -R, module", m("1", "fix_module", True) / m("1", "chown_R"), 0.5)
-    floors.append(("find (stat every entry) / chown -R (chown every entry), 1 % wrong", m("1", "find") / m("1", "chown_R")))
+    floors.append(
+        ("find (stat every entry) / chown -R (chown every entry), 1 % wrong", m("1", "find") / m("1", "chown_R"))
+    )
     floors.append(("find / chown -R, 100 % wrong", m("100", "find") / m("100", "chown_R")))
     floors.append(("(find + chown -R) / chown -R, 100 % wrong: stat and change every entry, with no interpreter",
                    (m("100", "find") + m("100", "chown_R")) / m("100", "chown_R")))
     floors.append(("find -exec chown / chown -R, 100 % wrong", m("100", "find_exec") / m("100", "chown_R")))
     if res.has(f"{size}/1/scan_engine1"):
         floors.append(("engine scan in one process / find, 1 % wrong", m("1", "scan_engine1") / m("1", "find")))
-        floors.append(("engine fix in one process / chown -R, 100 % wrong", m("100", "fix_engine1") / m("100", "chown_R")))
+        floors.append(
+            ("engine fix in one process / chown -R, 100 % wrong", m("100", "fix_engine1") / m("100", "chown_R"))
+        )
         floors.append(("engine fix in one process / chown -R, 1 % wrong", m("1", "fix_engine1") / m("1", "chown_R")))
         floors.append(("engine fix, CPU seconds of all its processes / of chown -R, 100 % wrong",
                        res.median(f"{size}/100/fix_engine", "cpu") / res.median(f"{size}/100/chown_R", "cpu")))
@@ -604,8 +687,14 @@ def write_doc(path: Path, info: Dict[str, str], args: argparse.Namespace, bench:
     target("engine peak RSS, MB (any size)", rss, 100.0)
     if overlay:
         target("overlayfs: bytes copied up by the engine's no-op fix", float(overlay["fix_engine"]["bytes"]), 0.0)
-    fleet_sizes = sorted({int(key.split("/")[1]) for key in res.samples if key.startswith("fleet/")
-                          and all(res.has(f"fleet/{key.split('/')[1]}/{what}") for what in ("ping", "ping_play", "audit"))})
+    fleet_sizes = sorted(
+        {
+            int(key.split("/")[1])
+            for key in res.samples
+            if key.startswith("fleet/")
+            and all(res.has(f"fleet/{key.split('/')[1]}/{what}") for what in ("ping", "ping_play", "audit"))
+        }
+    )
     for hosts in fleet_sizes:
         target(f"fleet audit / ansible -m ping, {hosts} hosts",
                res.median(f"fleet/{hosts}/audit") / res.median(f"fleet/{hosts}/ping"), 2.0)
@@ -650,15 +739,21 @@ def write_doc(path: Path, info: Dict[str, str], args: argparse.Namespace, bench:
         add("`ping play`: `ansible-playbook` with one pipelined `ansible.builtin.ping` task over the same hosts: the")
         add("audit's one round trip with a module that does nothing, and ansible-playbook's own start-up.")
         add("")
-        add("| hosts | ansible -m ping s | ping play s | audit s | audit / ping | audit / ping play | CPU s: ping, ping play, audit |")
+        add(
+            "| hosts | ansible -m ping s | ping play s | audit s | audit / ping | audit / ping play "
+            "| CPU s: ping, ping play, audit |"
+        )
         add("|---|---|---|---|---|---|---|")
         for hosts in fleet_sizes:
             key = f"fleet/{hosts}"
-            add(f"| {hosts} | {fmt(res.stat(f'{key}/ping'))} | {fmt(res.stat(f'{key}/ping_play'))} | {fmt(res.stat(f'{key}/audit'))} | "
+            add(
+                f"| {hosts} | {fmt(res.stat(f'{key}/ping'))} | {fmt(res.stat(f'{key}/ping_play'))} "
+                f"| {fmt(res.stat(f'{key}/audit'))} | "
                 f"{res.median(f'{key}/audit') / res.median(f'{key}/ping'):.2f} | "
                 f"{res.median(f'{key}/audit') / res.median(f'{key}/ping_play'):.2f} | "
                 f"{res.median(f'{key}/ping', 'cpu'):.2f}, {res.median(f'{key}/ping_play', 'cpu'):.2f}, "
-                f"{res.median(f'{key}/audit', 'cpu'):.2f} |")
+                f"{res.median(f'{key}/audit', 'cpu'):.2f} |"
+            )
         add("")
     if bench.checks:
         add(f"Correctness checks passed in this run: {len(bench.checks)} (every fix left no wrong owner).")
@@ -697,7 +792,7 @@ def main() -> int:
     print(json.dumps(info, indent=1), flush=True)
     base = tempfile.mkdtemp(prefix="permfix-bench-", dir="/var/tmp")
     bench = Bench(args, base)
-    trees: Dict[int, int] = {}
+    trees: dict[int, int] = {}
     overlay = None
     try:
         for size in sizes:
@@ -727,8 +822,11 @@ def main() -> int:
         if os.path.ismount(merged):
             subprocess.run(["umount", merged], check=False)
         shutil.rmtree(base, ignore_errors=True)
-    info["load"] = f"{info['load']} at the start, " + " ".join(
-        Path("/proc/loadavg").read_text(encoding="utf-8").split()[:3]) + " at the end (1, 5, 15 min; the end includes the fleet part's own forks)"
+    info["load"] = (
+        f"{info['load']} at the start, "
+        + " ".join(Path("/proc/loadavg").read_text(encoding="utf-8").split()[:3])
+        + " at the end (1, 5, 15 min; the end includes the fleet part's own forks)"
+    )
     if args.json:
         Path(args.json).write_text(json.dumps({"machine": info, "samples": bench.results.as_json()}, indent=1),
                                    encoding="utf-8")

@@ -8,8 +8,9 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import permfix_testlib as lib
 import pytest
+
+import permfix_testlib as lib
 
 # Make ansible_collections.permfix.containers importable for unit tests.
 sys.path.insert(0, str(lib.collections_dir()))

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any, Optional
+from typing import Any
 
 from ansible.errors import AnsibleFilterError
 from ansible.module_utils.common.text.converters import to_native
+
 from ansible_collections.permfix.containers.plugins.module_utils._core.findings import (
     CLASSES,
     SEVERITIES,
@@ -151,7 +152,7 @@ def select(data: Any, **criteria: Any) -> list[dict[str, Any]]:
     return list(query(data, select_expression(criteria)) or [])
 
 
-def count_by(data: Any, key: str = "class", zeros: Optional[bool] = None) -> dict[str, int]:
+def count_by(data: Any, key: str = "class", zeros: bool | None = None) -> dict[str, int]:
     """How many findings have each value of ``key`` (a field name or a JMESPath expression)."""
     field = f'"{key}"' if key.isidentifier() else key
     rows = query(data, f"[*].{{value: {field}}}")
@@ -170,7 +171,9 @@ def _problems(findings: Any) -> list[dict[str, Any]]:
     return [dict(finding) for finding in flatten(findings or []) if finding.get("severity") != "info"]
 
 
-def diff(before: Any, after: Any = None, disabled: Any = None, check_mode: bool = False) -> dict[str, list[dict[str, Any]]]:
+def diff(
+    before: Any, after: Any = None, disabled: Any = None, check_mode: bool = False
+) -> dict[str, list[dict[str, Any]]]:
     """What a remediation fixed, what is left (with the reason) and what appeared, by finding id.
 
     Informational findings are left out. In check mode ``after`` is ignored and the fixable
@@ -201,7 +204,9 @@ def diff(before: Any, after: Any = None, disabled: Any = None, check_mode: bool 
             finding["reason"] = "not fixable automatically: needs a person"
         else:
             finding["reason"] = "still present after the role ran"
-        finding["line"] = f"{finding.get('severity')} [{finding.get('class')}] {finding.get('message')} ({finding['reason']})"
+        finding["line"] = (
+            f"{finding.get('severity')} [{finding.get('class')}] {finding.get('message')} ({finding['reason']})"
+        )
     return {"fixed": fixed, "remaining": remaining, "new": new}
 
 

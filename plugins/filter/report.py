@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from ansible.errors import AnsibleFilterError
+
 from ansible_collections.permfix.containers.plugins.module_utils._core.report import (
     build_report,
     finding_lines,
@@ -54,7 +55,9 @@ _value:
 
 def _report(hosts: Any, generated_at: str) -> dict[str, Any]:
     if not isinstance(hosts, dict):
-        raise AnsibleFilterError(f"permfix.containers.report expects a dict of host results, not {type(hosts).__name__}")
+        raise AnsibleFilterError(
+            f"permfix.containers.report expects a dict of host results, not {type(hosts).__name__}"
+        )
     try:
         return build_report(hosts, str(generated_at))
     except (KeyError, TypeError, ValueError) as exc:
@@ -65,21 +68,27 @@ def _markdown(report: Any) -> str:
     try:
         return render_markdown(report)
     except (KeyError, TypeError) as exc:
-        raise AnsibleFilterError(f"permfix.containers.report_markdown needs a report built by permfix.containers.report: {exc}") from exc
+        raise AnsibleFilterError(
+            f"permfix.containers.report_markdown needs a report built by permfix.containers.report: {exc}"
+        ) from exc
 
 
 def _summary(report: Any) -> list[str]:
     try:
         return summary_lines(report)
     except (KeyError, TypeError) as exc:
-        raise AnsibleFilterError(f"permfix.containers.report_summary needs a report built by permfix.containers.report: {exc}") from exc
+        raise AnsibleFilterError(
+            f"permfix.containers.report_summary needs a report built by permfix.containers.report: {exc}"
+        ) from exc
 
 
 def _findings(report: Any) -> list[str]:
     try:
         return finding_lines(report)
     except (KeyError, TypeError) as exc:
-        raise AnsibleFilterError(f"permfix.containers.report_findings needs a report built by permfix.containers.report: {exc}") from exc
+        raise AnsibleFilterError(
+            f"permfix.containers.report_findings needs a report built by permfix.containers.report: {exc}"
+        ) from exc
 
 
 class FilterModule:

@@ -205,7 +205,8 @@ detections:
   sample:
     subid: {ran: true, findings: 2, error: null}
     unprivileged_port: {ran: true, findings: 0, error: null}
-    bind_mount: {ran: true, findings: 0, error: "Docker was not examined: the Docker daemon at unix:///run/d.sock does not answer: ..."}
+    bind_mount: {ran: true, findings: 0,
+        error: "Docker was not examined: the Docker daemon at unix:///run/d.sock does not answer: ..."}
     named_volume: {ran: false, findings: 0, error: null}
 errors:
   description: "One C(<detection>: <sentence>) entry per detection that failed or could not examine everything."
@@ -216,6 +217,7 @@ errors:
 """
 
 from ansible.module_utils.basic import AnsibleModule
+
 from ansible_collections.permfix.containers.plugins.module_utils._classes.audit import AUDIT_INFO
 from ansible_collections.permfix.containers.plugins.module_utils._core.contracts import run_detection
 

@@ -157,8 +157,10 @@ findings:
       container: web
       engine: docker
       user: null
-      observed: {uid: 0, gid: 0, mode: "0755", type: directory, access: "r-x", via: other, entries: 1310, mismatched: 1204}
-      expected: {uid: 1000, gid: 1000, access: rw, needs: rwx, container_uid: 1000, container_gid: 1000, container_path: /data}
+      observed: {uid: 0, gid: 0, mode: "0755", type: directory, access: "r-x", via: other, entries: 1310,
+          mismatched: 1204}
+      expected: {uid: 1000, gid: 1000, access: rw, needs: rwx, container_uid: 1000, container_gid: 1000,
+          container_path: /data}
       message: "docker container web runs as 1000:1000 and cannot write /srv/app/data (mounted rw at /data): ..."
       fixable: true
       fix: "chown 1000:1000 on 1,204 of 1,310 entries"
@@ -234,6 +236,7 @@ containers_examined:
 """
 
 from ansible.module_utils.basic import AnsibleModule
+
 from ansible_collections.permfix.containers.plugins.module_utils._classes.bind_mount import BIND_MOUNT_INFO
 from ansible_collections.permfix.containers.plugins.module_utils._core.contracts import run_detection
 

@@ -72,6 +72,7 @@ notes:
 """
 
 from ansible.module_utils.basic import AnsibleModule
+
 from ansible_collections.permfix.containers.plugins.module_utils._core.contracts import run_detection
 from ansible_collections.permfix.containers.plugins.module_utils._engines.detect import ENGINE_INFO
 

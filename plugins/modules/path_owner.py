@@ -273,7 +273,8 @@ counts:
     vanished: 0
     failed: 0
 sample:
-  description: Up to O(sample_size) of the entries changed (or to change), with their owner (or ACL entries) before and after.
+  description: Up to O(sample_size) of the entries changed (or to change),
+      with their owner (or ACL entries) before and after.
   returned: success
   type: list
   elements: dict
@@ -301,7 +302,8 @@ failures:
   returned: success
   type: list
   elements: dict
-  sample: [{"path": "/srv/app/data/locked", "error": "operation not permitted (an immutable or append-only entry, or a filesystem that refuses it)"}]
+  sample: [{"path": "/srv/app/data/locked",
+      "error": "operation not permitted (an immutable or append-only entry, or a filesystem that refuses it)"}]
 summary:
   description: One sentence saying what was (or would be) done.
   returned: success
@@ -310,12 +312,15 @@ summary:
 """
 
 from ansible.module_utils.basic import AnsibleModule
+
 from ansible_collections.permfix.containers.plugins.module_utils._classes.path_owner import PATH_OWNER_FIX
 from ansible_collections.permfix.containers.plugins.module_utils._core.contracts import run_fix
 
 
 def main() -> None:
-    module = AnsibleModule(argument_spec=PATH_OWNER_FIX.argument_spec, supports_check_mode=True, **PATH_OWNER_FIX.module_options)
+    module = AnsibleModule(
+        argument_spec=PATH_OWNER_FIX.argument_spec, supports_check_mode=True, **PATH_OWNER_FIX.module_options
+    )
     run_fix(module, PATH_OWNER_FIX)
 
 

@@ -206,6 +206,7 @@ migrate:
 """
 
 from ansible.module_utils.basic import AnsibleModule
+
 from ansible_collections.permfix.containers.plugins.module_utils._classes.subid_fix import SUBID_FIX
 from ansible_collections.permfix.containers.plugins.module_utils._core.contracts import run_fix
 

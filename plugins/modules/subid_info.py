@@ -206,8 +206,10 @@ files:
   returned: always
   type: dict
   sample:
-    subuid: {path: /etc/subuid, exists: true, authoritative: true, lines: 4, entries: 2, comments: 1, blank: 0, malformed: 1}
-    subgid: {path: /etc/subgid, exists: true, authoritative: true, lines: 2, entries: 2, comments: 0, blank: 0, malformed: 0}
+    subuid: {path: /etc/subuid, exists: true, authoritative: true, lines: 4, entries: 2, comments: 1, blank: 0,
+        malformed: 1}
+    subgid: {path: /etc/subgid, exists: true, authoritative: true, lines: 2, entries: 2, comments: 0, blank: 0,
+        malformed: 0}
 helpers:
   description: Whether C(newuidmap) and C(newgidmap) can map subordinate IDs.
   returned: always
@@ -225,6 +227,7 @@ bounds:
 """
 
 from ansible.module_utils.basic import AnsibleModule
+
 from ansible_collections.permfix.containers.plugins.module_utils._classes.subid import SUBID_INFO
 from ansible_collections.permfix.containers.plugins.module_utils._core.contracts import run_detection
 

@@ -180,11 +180,13 @@ actions:
   elements: str
   sample: ["set /proc/sys/net/ipv4/ip_unprivileged_port_start from 1024 to 80"]
 assignments:
-  description: Every line that set the key before the change, as M(permfix.containers.unprivileged_port_info) returns them.
+  description: Every line that set the key before the change,
+      as M(permfix.containers.unprivileged_port_info) returns them.
   returned: always
   type: list
   elements: dict
-  sample: [{path: /etc/sysctl.conf, real_path: /etc/sysctl.conf, line: 12, text: "net.ipv4.ip_unprivileged_port_start=1024",
+  sample: [{path: /etc/sysctl.conf, real_path: /etc/sysctl.conf, line: 12,
+      text: "net.ipv4.ip_unprivileged_port_start=1024",
             raw_value: "1024", value: 1024, valid: true, applied: true, winner: true}]
 files:
   description: Every configuration file considered before the change, in the order they apply, then the hidden ones.
@@ -196,7 +198,8 @@ needed:
   description: The lowest needed port below 1024 and every port found.
   returned: always
   type: dict
-  sample: {value: 80, ports: [{port: 80, end: 80, protocol: tcp, source: podman, engine: podman, container: web, user: app}]}
+  sample: {value: 80, ports: [{port: 80, end: 80, protocol: tcp, source: podman, engine: podman,
+      container: web, user: app}]}
 notes:
   description: Why something was not changed (already lower, read-only C(/proc/sys)) and discovery problems.
   returned: always
@@ -206,6 +209,7 @@ notes:
 """
 
 from ansible.module_utils.basic import AnsibleModule
+
 from ansible_collections.permfix.containers.plugins.module_utils._classes.unprivileged_port import PORT_FIX
 from ansible_collections.permfix.containers.plugins.module_utils._core.contracts import run_fix
 

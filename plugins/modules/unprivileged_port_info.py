@@ -180,7 +180,8 @@ assignments:
       type: bool
       sample: true
     applied:
-      description: Whether the file is applied (V(false) when a same-named file in a higher-priority directory hides it).
+      description: Whether the file is applied (V(false) when a same-named file in a higher-priority directory
+          hides it).
       type: bool
       sample: true
     winner:
@@ -188,7 +189,8 @@ assignments:
       type: bool
       sample: true
   sample:
-    - {path: /etc/sysctl.conf, real_path: /etc/sysctl.conf, line: 12, text: "net.ipv4.ip_unprivileged_port_start = 1024",
+    - {path: /etc/sysctl.conf, real_path: /etc/sysctl.conf, line: 12,
+        text: "net.ipv4.ip_unprivileged_port_start = 1024",
        raw_value: "1024", value: 1024, valid: true, applied: true, winner: true}
 files:
   description: Every configuration file considered, in the order they apply, then the hidden ones.
@@ -223,7 +225,8 @@ needed:
       type: list
       elements: dict
       sample: [{port: 80, end: 80, protocol: tcp, source: podman, engine: podman, container: web, user: app}]
-  sample: {value: 80, ports: [{port: 80, end: 80, protocol: tcp, source: podman, engine: podman, container: web, user: app}]}
+  sample: {value: 80, ports: [{port: 80, end: 80, protocol: tcp, source: podman, engine: podman,
+      container: web, user: app}]}
 local_port_range:
   description: C(net.ipv4.ip_local_port_range) as low and high port, V(null) when it cannot be read.
   returned: always
@@ -239,6 +242,7 @@ notes:
 """
 
 from ansible.module_utils.basic import AnsibleModule
+
 from ansible_collections.permfix.containers.plugins.module_utils._classes.unprivileged_port import PORT_INFO
 from ansible_collections.permfix.containers.plugins.module_utils._core.contracts import run_detection
 

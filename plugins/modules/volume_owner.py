@@ -150,14 +150,18 @@ before:
   description: Root owner, mode, entries and entries that differ before the fix.
   returned: success
   type: dict
-  sample: {method: host, uid: 1000, gid: 1000, mode: "0755", entries: 4, mismatched: 4, complete: true, skipped: {}, sample: []}
+  sample: {method: host, uid: 1000, gid: 1000, mode: "0755", entries: 4, mismatched: 4, complete: true,
+      skipped: {}, sample: []}
 after:
-  description: The same after the fix (equal to RV(before) when nothing differed; null in check mode when something differs).
+  description: The same after the fix (equal to RV(before) when nothing differed; null in check mode when
+      something differs).
   returned: success
   type: dict
-  sample: {method: host, uid: 999, gid: 999, mode: "0755", entries: 4, mismatched: 0, complete: true, skipped: {}, sample: []}
+  sample: {method: host, uid: 999, gid: 999, mode: "0755", entries: 4, mismatched: 0, complete: true,
+      skipped: {}, sample: []}
 fixer:
-  description: The fixer container that ran (null when none ran), with its security settings as the engine reported them.
+  description: The fixer container that ran (null when none ran),
+      with its security settings as the engine reported them.
   returned: success
   type: dict
   sample:
@@ -183,6 +187,7 @@ notes:
 """
 
 from ansible.module_utils.basic import AnsibleModule
+
 from ansible_collections.permfix.containers.plugins.module_utils._classes.named_volume_fix import VOLUME_FIX
 from ansible_collections.permfix.containers.plugins.module_utils._core.contracts import run_fix
 

@@ -130,7 +130,8 @@ findings:
       fixable: true
       fix: "chown 999:999 on 12 of 12 entries with a fixer container"
 volumes:
-  description: Every volume examined, with its status (C(ok), C(stale), C(conflict), C(unused), C(not_inspectable), C(not_inspected), C(error)).
+  description: Every volume examined, with its status (C(ok), C(stale), C(conflict), C(unused),
+      C(not_inspectable), C(not_inspected), C(error)).
   returned: always
   type: list
   elements: dict
@@ -142,7 +143,8 @@ volumes:
       mountpoint: /var/lib/docker/volumes/pgdata/_data
       status: stale
       access_method: host
-      containers: [{container: db, running: false, access: rw, destination: /data, uid: 999, gid: 999, host_uid: 999, host_gid: 999}]
+      containers: [{container: db, running: false, access: rw, destination: /data, uid: 999, gid: 999,
+          host_uid: 999, host_gid: 999}]
 fix_plan:
   description: One entry per fixable volume, the arguments for M(permfix.containers.volume_owner).
   returned: always
@@ -166,6 +168,7 @@ notes:
 """
 
 from ansible.module_utils.basic import AnsibleModule
+
 from ansible_collections.permfix.containers.plugins.module_utils._classes.named_volume import VOLUME_INFO
 from ansible_collections.permfix.containers.plugins.module_utils._core.contracts import run_detection
 

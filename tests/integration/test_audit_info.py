@@ -10,8 +10,9 @@ import shutil
 import socket
 from typing import Any
 
-import permfix_testlib as lib
 import pytest
+
+import permfix_testlib as lib
 
 CONTAINER_UID = 4321
 SINGLE = (("subid_info", "subid"), ("unprivileged_port_info", "unprivileged_port"),
@@ -31,7 +32,11 @@ def seeded(make_user, docker_client):
     container = None
     try:
         container = docker_client.containers.create(
-            lib.IMAGE_BUSYBOX, ["sleep", "600"], name=name, user=f"{CONTAINER_UID}:{CONTAINER_UID}", network_mode="none",
+            lib.IMAGE_BUSYBOX,
+            ["sleep", "600"],
+            name=name,
+            user=f"{CONTAINER_UID}:{CONTAINER_UID}",
+            network_mode="none",
             volumes={directory: {"bind": "/data", "mode": "rw"}, name: {"bind": "/state", "mode": "rw"}},
         )
         yield {"user": user, "directory": directory, "volume": name, "container": name}
@@ -76,7 +81,9 @@ def test_audit_info_returns_the_single_modules_engines_and_findings(seeded):
     assert audited["changed"] is False
     assert audited["errors"] == [] and all(entry["error"] is None for entry in audited["detections"].values())
     # the engines: the same versions, and both see this test's rootless user
-    assert {k: audited["engines"][k] for k in ("docker", "podman")} == {k: engines["engines"][k] for k in ("docker", "podman")}
+    assert {k: audited["engines"][k] for k in ("docker", "podman")} == {
+        k: engines["engines"][k] for k in ("docker", "podman")
+    }
     assert user.name in audited["engines"]["rootless_users"] and user.name in engines["engines"]["rootless_users"]
     # the findings: identical (ids and content) and in the order subid, port, bind mount, volume
     expected = [finding for module, _name in SINGLE for finding in _mine(singles[module]["findings"], seeded)]
@@ -109,7 +116,9 @@ def test_a_docker_host_without_a_daemon_is_an_error_of_the_docker_detections_onl
     assert audited["engines"]["docker"] is None
     for name in ("bind_mount", "named_volume"):
         entry = audited["detections"][name]
-        assert entry["error"].startswith(f"Docker was not examined: the Docker daemon at {docker_host} does not answer"), entry
+        assert entry["error"].startswith(
+            f"Docker was not examined: the Docker daemon at {docker_host} does not answer"
+        ), entry
         assert entry["ran"] is True  # podman was still examined
     assert audited["detections"]["subid"] == {"ran": True, "findings": len(subids["findings"]), "error": None}
     assert audited["detections"]["unprivileged_port"]["error"] is None

@@ -10,8 +10,9 @@ import json
 import os
 from pathlib import Path
 
-import permfix_testlib as lib
 import pytest
+
+import permfix_testlib as lib
 
 AUDIT = lib.REPO_ROOT / "playbooks" / "audit.yml"
 
@@ -43,9 +44,13 @@ def test_audit_localhost_reports_a_rootless_user_without_subids_and_changes_noth
     before = {path: _digest(path) for path in ("/etc/subuid", "/etc/subgid")}
     report_dir = tmp_path / "report"
 
-    result = lib.run_playbook(AUDIT, extra_vars={"permfix_hosts": "localhost", "permfix_report_dir": str(report_dir)},
-                              inventory="localhost,", args=["-c", "local", "-e", "ansible_python_interpreter=/usr/bin/python3"],
-                              json_output=False)
+    result = lib.run_playbook(
+        AUDIT,
+        extra_vars={"permfix_hosts": "localhost", "permfix_report_dir": str(report_dir)},
+        inventory="localhost,",
+        args=["-c", "local", "-e", "ansible_python_interpreter=/usr/bin/python3"],
+        json_output=False,
+    )
 
     assert result.rc == 0, result.stdout + result.stderr
     report = json.loads((report_dir / "report.json").read_text())

@@ -12,8 +12,9 @@ import tempfile
 from collections.abc import Iterator
 from typing import Any, Callable
 
-import permfix_testlib as lib
 import pytest
+
+import permfix_testlib as lib
 
 SUBID_LOW, SUBID_HIGH, SUBID_BLOCK = 100000, 600100000, 65536
 
@@ -138,7 +139,12 @@ def test_docker_user_1000_cannot_write_a_root_owned_bind_mount(docker_container,
     result = info(engines=["docker"], containers=[container.name])
     finding = only(result["findings"], container=container.name)
     assert finding["id"] == f"bind_mount:{container.name}:{path}"
-    assert (finding["class"], finding["severity"], finding["subject"], finding["engine"]) == ("bind_mount", "error", path, "docker")
+    assert (finding["class"], finding["severity"], finding["subject"], finding["engine"]) == (
+        "bind_mount",
+        "error",
+        path,
+        "docker",
+    )
     assert finding["observed"] == {
         "uid": 0, "gid": 0, "mode": "0755", "type": "directory", "access": "r-x", "via": "other",
         "entries": 1, "mismatched": 1,
@@ -207,7 +213,10 @@ def test_docker_socket_and_single_file_mounts_are_reported_but_never_planned(doc
         container = docker_container(
             start=False,
             user="1000:1000",
-            volumes={sock_path: {"bind": "/run/agent.sock", "mode": "rw"}, single: {"bind": "/etc/app.conf", "mode": "ro"}},
+            volumes={
+                sock_path: {"bind": "/run/agent.sock", "mode": "rw"},
+                single: {"bind": "/etc/app.conf", "mode": "ro"},
+            },
         )
         result = info(engines=["docker"], containers=[container.name])
     finally:
@@ -264,8 +273,26 @@ def test_rootless_podman_keep_id_and_explicit_uidmap(make_user) -> None:
     keep, mapped = lib.random_name("pfbm"), lib.random_name("pfbm")
     lib.run_as(user, ["podman", "create", "--name", keep, "--network", "none", "--userns", "keep-id",
                       "-v", f"{data}:/data", lib.IMAGE_BUSYBOX, "sleep", "3600"])
-    lib.run_as(user, ["podman", "create", "--name", mapped, "--network", "none", "--uidmap", "0:1:500", "--gidmap", "0:1:500",
-                      "-v", f"{data}:/data", lib.IMAGE_BUSYBOX, "sleep", "3600"])
+    lib.run_as(
+        user,
+        [
+            "podman",
+            "create",
+            "--name",
+            mapped,
+            "--network",
+            "none",
+            "--uidmap",
+            "0:1:500",
+            "--gidmap",
+            "0:1:500",
+            "-v",
+            f"{data}:/data",
+            lib.IMAGE_BUSYBOX,
+            "sleep",
+            "3600",
+        ],
+    )
     result = info(engines=["podman"], podman_users=[user.name])
     keep_mount = only(result["mounts"], container=keep)
     assert (keep_mount["status"], keep_mount["host_uid"], keep_mount["container_uid"]) == ("ok", user.uid, user.uid)
@@ -307,7 +334,8 @@ def test_spec_with_an_unknown_user_name_fails_with_a_clear_message(srv_dir) -> N
 def test_spec_with_a_name_inside_a_rootless_namespace_fails_with_a_clear_message(srv_dir, make_user) -> None:
     user = make_user("pfbm")
     result = lib.run_module(
-        "bind_mount_info", {"engines": [], "specs": [{"path": srv_dir(), "uid": "postgres", "rootless_user": user.name}]}
+        "bind_mount_info",
+        {"engines": [], "specs": [{"path": srv_dir(), "uid": "postgres", "rootless_user": user.name}]},
     )
     assert result.get("failed") is True
     assert "ids inside a rootless namespace must be numbers" in result["msg"]
@@ -334,7 +362,9 @@ def test_podman_failing_for_a_user_is_a_note(make_user) -> None:
     storage = os.path.join(user.home, ".local", "share", "containers")
     os.makedirs(storage, mode=0o700)  # owned by root: the user's podman cannot create its storage
     result = info(engines=["podman"], podman_users=[user.name, "no-such-user-pf"])
-    assert any(f"podman containers of user {user.name} were not examined" in note for note in result["notes"]), result["notes"]
+    assert any(f"podman containers of user {user.name} were not examined" in note for note in result["notes"]), result[
+        "notes"
+    ]
     assert any("podman user 'no-such-user-pf' does not exist" in note for note in result["notes"])
 
 

@@ -10,8 +10,9 @@ import os
 import subprocess
 import tarfile
 
-import permfix_testlib as lib
 import pytest
+
+import permfix_testlib as lib
 
 MODULES = sorted(path.stem for path in (lib.REPO_ROOT / "plugins" / "modules").glob("*.py"))
 FILTERS = ["report", "report_markdown", "report_summary", "report_findings"]

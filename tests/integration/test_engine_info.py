@@ -37,7 +37,9 @@ def test_a_missing_docker_socket_is_recorded_not_an_error(tmp_path):
     result = lib.run_module("engine_info", {"docker_host": f"unix://{tmp_path}/docker.sock"})
     assert not result.get("failed"), result
     assert result["engines"]["docker"] is None
-    assert result["notes"] == [f"docker is installed but its daemon is not running (no socket at {tmp_path}/docker.sock)"]
+    assert result["notes"] == [
+        f"docker is installed but its daemon is not running (no socket at {tmp_path}/docker.sock)"
+    ]
 
 
 def test_a_daemon_that_does_not_answer_is_recorded_with_the_reason(tmp_path):

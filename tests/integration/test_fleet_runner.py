@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import ansible_runner
-import permfix_testlib as lib
 import pytest
+
+import permfix_testlib as lib
 
 AUDIT = lib.REPO_ROOT / "playbooks" / "audit.yml"
 REMEDIATE = lib.REPO_ROOT / "playbooks" / "remediate.yml"
@@ -151,9 +152,14 @@ SEEDED = {(f"h{index:02d}", problem) for index, problems in SEEDS.items() for pr
 
 
 def _files(containers) -> dict[str, str]:
-    return {container.name: _exec(container, "cat /etc/subuid /etc/subgid 2>/dev/null; stat -c '%u:%g %a' /srv/app/data 2>/dev/null; "
-                                  "sysctl -n net.ipv4.ip_unprivileged_port_start; ls /etc/sysctl.d")
-            for container in containers}
+    return {
+        container.name: _exec(
+            container,
+            "cat /etc/subuid /etc/subgid 2>/dev/null; stat -c '%u:%g %a' /srv/app/data 2>/dev/null; "
+            "sysctl -n net.ipv4.ip_unprivileged_port_start; ls /etc/sysctl.d",
+        )
+        for container in containers
+    }
 
 
 def test_fleet_audit_remediate_audit_through_ansible_runner(tmp_path, fleet):
@@ -179,8 +185,11 @@ def test_fleet_audit_remediate_audit_through_ansible_runner(tmp_path, fleet):
     stats = _stats_event(events)
     assert stats["artifact_data"]["permfix_summary"] == report["summary"]
     assert runner.stats["failures"] == {"localhost": 1}
-    assert any(event.get("event") == "runner_on_failed" and event["event_data"].get("task") == "Fail when findings reach permfix_fail_on"
-               for event in events)
+    assert any(
+        event.get("event") == "runner_on_failed"
+        and event["event_data"].get("task") == "Fail when findings reach permfix_fail_on"
+        for event in events
+    )
 
     # 2. check mode is a faithful preview: it predicts every fix and changes nothing
     before = _files(containers)

@@ -7,8 +7,9 @@ from __future__ import annotations
 import os
 import time
 
-import permfix_testlib as lib
 import test_volume_owner as shared
+
+import permfix_testlib as lib
 
 # Fixtures and helpers of the volume_owner tests.
 docker_volume = shared.docker_volume
@@ -16,7 +17,9 @@ fixer_image = shared.fixer_image
 rootless_user = shared.rootless_user
 
 ROLE = "permfix.containers.named_volumes"
-RUN = lib.RoleRun(ROLE, "Give each volume the owner its containers need, with a one-off fixer container", "named_volumes_result")
+RUN = lib.RoleRun(
+    ROLE, "Give each volume the owner its containers need, with a one-off fixer container", "named_volumes_result"
+)
 FIX_TASK = RUN.fix_task
 play = RUN.play
 run_role = RUN.run
@@ -60,7 +63,22 @@ def test_rootless_podman_container_999_can_write_after_the_role(make_user) -> No
     volume = lib.random_name("pfvol")
     image = f"localhost/{lib.random_name('pffix')}:1"
     lib.run_as(user, ["podman", "volume", "create", volume])
-    lib.run_as(user, ["podman", "run", "--rm", "--network", "none", "-v", f"{volume}:/v", lib.IMAGE_BUSYBOX, "sh", "-c", shared.POPULATE])
+    lib.run_as(
+        user,
+        [
+            "podman",
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "-v",
+            f"{volume}:/v",
+            lib.IMAGE_BUSYBOX,
+            "sh",
+            "-c",
+            shared.POPULATE,
+        ],
+    )
     lib.run_as(user, ["podman", "create", "--name", lib.random_name("pfvc"), "--network", "none", "--user", "999:999",
                       "-v", f"{volume}:/data", lib.IMAGE_BUSYBOX, "sleep", "3600"])
     probe = ["podman", "run", "--rm", "--network", "none", "--user", "999:999", "-v", f"{volume}:/data",
@@ -69,7 +87,9 @@ def test_rootless_podman_container_999_can_write_after_the_role(make_user) -> No
     assert denied.returncode != 0 and "Permission denied" in denied.stderr
 
     def fixer_containers() -> str:
-        return lib.run_as(user, ["podman", "ps", "-a", "--filter", f"label={shared.LABEL_VOLUME}={volume}", "-q"]).stdout.strip()
+        return lib.run_as(
+            user, ["podman", "ps", "-a", "--filter", f"label={shared.LABEL_VOLUME}={volume}", "-q"]
+        ).stdout.strip()
 
     results = rhythm(
         named_volumes_engines=["podman"],

@@ -25,8 +25,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Callable
 
-import permfix_testlib as lib
 import pytest
+
+import permfix_testlib as lib
 from ansible_collections.permfix.containers.plugins.module_utils._engines.walk import (
     OwnershipError,
     Target,

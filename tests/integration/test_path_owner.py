@@ -15,10 +15,11 @@ import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any
+
+import pytest
 
 import permfix_testlib as lib
-import pytest
 
 
 @pytest.fixture
@@ -40,18 +41,18 @@ def tree() -> Iterator[Path]:
         shutil.rmtree(base, ignore_errors=True)
 
 
-def entries(root: Path) -> List[Path]:
+def entries(root: Path) -> list[Path]:
     found = [root]
     for directory, dirs, files in os.walk(root):
         found += [Path(directory) / name for name in sorted(dirs + files)]
     return found
 
 
-def owners(root: Path) -> Dict[str, tuple]:
+def owners(root: Path) -> dict[str, tuple]:
     return {str(path): (os.lstat(path).st_uid, os.lstat(path).st_gid) for path in entries(root)}
 
 
-def rhythm(args: Dict[str, Any], *, diff: bool = False, before_check: Optional[Any] = None) -> List[Dict[str, Any]]:
+def rhythm(args: dict[str, Any], *, diff: bool = False, before_check: Any | None = None) -> list[dict[str, Any]]:
     """check, apply, check, apply: return the four results after checking changed flags."""
     results = []
     for number, check in enumerate((True, False, True, False)):
@@ -142,7 +143,7 @@ def test_on_root_mismatch_walks_only_when_the_root_differs(tree: Path) -> None:
     assert found["changed"] is True and found["counts"]["changed"] == 1
 
 
-def getfacl(path: Path) -> List[str]:
+def getfacl(path: Path) -> list[str]:
     out = lib.sh("getfacl", "--numeric", "--absolute-names", "--omit-header", str(path)).stdout
     return [line.split("#")[0].strip() for line in out.splitlines() if line.strip()]
 
@@ -176,7 +177,9 @@ def test_acl_strategy_grants_access_and_keeps_owners(tree: Path, make_user) -> N
     assert f"user:{uid}:rwx" in created and "mask::rw-" in created  # inherited, masked by the create mode
     assert os.lstat(tree / "a" / "new").st_uid == uid
     # A second check run after the user's file appeared still has nothing to do.
-    again = lib.run_module("path_owner", {"path": str(tree), "owner": user.name, "group": user.name, "strategy": "acl"}, check=True)
+    again = lib.run_module(
+        "path_owner", {"path": str(tree), "owner": user.name, "group": user.name, "strategy": "acl"}, check=True
+    )
     assert again["changed"] is False and again["counts"]["entries"] == 10
 
 
@@ -231,7 +234,7 @@ def test_unprivileged_caller_gets_a_clear_failure(tree: Path, make_user) -> None
         ({"owner": "1", "path": "{tree}", "sample_size": -2}, "sample_size must be 0 or more"),
     ],
 )
-def test_bad_input_fails_with_a_clear_message(tree: Path, args: Dict[str, Any], message: str) -> None:
+def test_bad_input_fails_with_a_clear_message(tree: Path, args: dict[str, Any], message: str) -> None:
     args = {key: value.format(tree=tree) if isinstance(value, str) else value for key, value in args.items()}
     result = lib.run_module("path_owner", args)
     assert result["failed"] and message.format(tree=tree) in result["msg"], result.get("msg")
@@ -241,7 +244,10 @@ def test_bad_input_fails_with_a_clear_message(tree: Path, args: Dict[str, Any], 
 
 def test_protected_paths_are_refused(make_user, tree: Path) -> None:
     # Real system paths in check mode only (it changes nothing even if refusal regressed).
-    for path, fragment in (("/etc", "/etc holds the system's configuration"), ("/var/lib/docker/volumes", "container storage")):
+    for path, fragment in (
+        ("/etc", "/etc holds the system's configuration"),
+        ("/var/lib/docker/volumes", "container storage"),
+    ):
         result = lib.run_module("path_owner", {"path": path, "owner": "4242"}, check=True)
         assert result["failed"] and f"refusing to change {path}" in result["msg"] and fragment in result["msg"]
     # Apply mode on a test user's home directory itself.

@@ -12,8 +12,9 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import permfix_testlib as lib
 import pytest
+
+import permfix_testlib as lib
 
 PASSWD = (
     "root:x:0:0:root:/root:/bin/bash\n"
@@ -173,10 +174,15 @@ def test_refuses_when_subordinate_ids_come_from_another_nss_source(tmp_path: Pat
 def test_an_unknown_user_is_a_clear_error(tmp_path: Path) -> None:
     result = lib.run_module("subid", {"name": "nosuchuserxyz"})
     assert result["failed"] is True
-    assert result["msg"] == "user 'nosuchuserxyz' does not exist (not in /etc/passwd nor the passwd database); create the user first"
+    assert (
+        result["msg"]
+        == "user 'nosuchuserxyz' does not exist (not in /etc/passwd nor the passwd database); create the user first"
+    )
     paths = setup_files(tmp_path, "", "")
     result = lib.run_module("subid", dict(paths, name="nosuchuserxyz"))
-    assert result["msg"] == f"user 'nosuchuserxyz' does not exist (not in {paths['passwd_path']}); create the user first"
+    assert (
+        result["msg"] == f"user 'nosuchuserxyz' does not exist (not in {paths['passwd_path']}); create the user first"
+    )
 
 
 def test_an_unreadable_file_is_a_clear_error(tmp_path: Path) -> None:
@@ -195,7 +201,10 @@ def test_a_live_shadow_lock_is_honoured_and_a_stale_one_replaced(tmp_path: Path)
         (tmp_path / "subuid.lock").write_text(str(holder.pid))
         result = lib.run_module("subid", dict(paths, name="app", migrate="never"))
         assert result["failed"] is True
-        assert result["msg"] == f"{paths['subuid_path']}.lock is held by process {holder.pid}; try again when it has finished"
+        assert (
+            result["msg"]
+            == f"{paths['subuid_path']}.lock is held by process {holder.pid}; try again when it has finished"
+        )
         assert (tmp_path / "subuid").read_text() == "app:100000:1000\n"
     finally:
         holder.kill()
@@ -275,7 +284,9 @@ def test_two_ansible_runs_at_once_on_the_real_files(make_user) -> None:
 
 def podman_id(user: lib.User, uid: int) -> subprocess.CompletedProcess:
     return lib.run_as(
-        user, ["podman", "run", "--rm", "--network", "none", "--user", str(uid), lib.IMAGE_BUSYBOX, "id", "-u"], check=False
+        user,
+        ["podman", "run", "--rm", "--network", "none", "--user", str(uid), lib.IMAGE_BUSYBOX, "id", "-u"],
+        check=False,
     )
 
 

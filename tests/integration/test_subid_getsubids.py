@@ -12,6 +12,9 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 import permfix_testlib as lib
 from ansible_collections.permfix.containers.plugins.module_utils._host.accounts import AccountDatabase
 from ansible_collections.permfix.containers.plugins.module_utils._host.subid_file import (
@@ -22,8 +25,6 @@ from ansible_collections.permfix.containers.plugins.module_utils._host.subid_fil
     parse_getsubids,
     parse_subid,
 )
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 NAMES = ["alpha", "beta"]  # not accounts: getsubids matches them literally
 

@@ -8,8 +8,9 @@ import os
 import shutil
 from pathlib import Path
 
-import permfix_testlib as lib
 import pytest
+
+import permfix_testlib as lib
 
 
 def files(tmp_path: Path, subuid: str, subgid: str, passwd: str, group: str = "") -> dict:
@@ -82,7 +83,10 @@ def test_every_kind_of_finding_on_real_files(tmp_path: Path) -> None:
     assert not any(fid.endswith(":dave") and "too_few" in fid for fid in found)
 
     users = result["users"]
-    assert users["app"]["subuid"]["ranges"] == [{"start": 100000, "count": 1000, "line": 2}, {"start": 600000, "count": 8, "line": 9}]
+    assert users["app"]["subuid"]["ranges"] == [
+        {"start": 100000, "count": 1000, "line": 2},
+        {"start": 600000, "count": 8, "line": 9},
+    ]
     assert users["app"]["subuid"]["shortfall"] == 65536 - 1008
     assert users["app"]["subuid"]["shortfall_required_id"] == 5000 - 1008
     assert users["carol"]["named"] is True
@@ -92,7 +96,12 @@ def test_every_kind_of_finding_on_real_files(tmp_path: Path) -> None:
     assert result["podman_subgid_info"]["dave"] == {"start": 500000, "range": 70000}
     assert "carol" not in result["podman_subuid_info"]
     assert result["files"]["subuid"]["malformed"] == 2
-    assert result["source"] == {"nss": "files", "authoritative": True, "getsubids": None, "nsswitch_path": paths["nsswitch_path"]}
+    assert result["source"] == {
+        "nss": "files",
+        "authoritative": True,
+        "getsubids": None,
+        "nsswitch_path": paths["nsswitch_path"],
+    }
     assert result["findings"][0]["severity"] == "error"
     # read-only
     assert {name: Path(path).read_bytes() for name, path in paths.items()} == before
@@ -106,7 +115,9 @@ def test_min_count_and_login_defs(tmp_path: Path) -> None:
     assert "subid:too_few:subuid:app" not in ids
     assert "subid:too_few:subgid:app" in ids
     assert result["bounds"]["subgid"]["count"] == 2000
-    result = lib.run_module("subid_info", dict(paths, login_defs_path=str(tmp_path / "login.defs"), discover=False, min_count=500))
+    result = lib.run_module(
+        "subid_info", dict(paths, login_defs_path=str(tmp_path / "login.defs"), discover=False, min_count=500)
+    )
     assert not [f for f in result["findings"] if f["id"].startswith("subid:too_few")]
 
 
@@ -202,9 +213,15 @@ def test_an_unreadable_subuid_file_is_a_clear_error(tmp_path: Path, make_user) -
         os.chmod(paths[name], 0o644)
     # as an ordinary user, with the system python (the test venv is not readable by others)
     play = {
-        "hosts": "localhost", "gather_facts": False, "become": True, "become_user": user.name,
-        "become_method": "ansible.builtin.su", "vars": {"ansible_python_interpreter": "/usr/bin/python3"},
-        "tasks": [{"name": "read", "permfix.containers.subid_info": dict(paths, discover=False), "ignore_errors": True}],
+        "hosts": "localhost",
+        "gather_facts": False,
+        "become": True,
+        "become_user": user.name,
+        "become_method": "ansible.builtin.su",
+        "vars": {"ansible_python_interpreter": "/usr/bin/python3"},
+        "tasks": [
+            {"name": "read", "permfix.containers.subid_info": dict(paths, discover=False), "ignore_errors": True}
+        ],
     }
     result = lib.run_playbook([play]).task("read")
     assert result.get("failed") is True, result
@@ -218,7 +235,10 @@ def test_an_unreadable_subuid_file_is_a_clear_error(tmp_path: Path, make_user) -
 def test_an_unknown_named_user_is_a_clear_error(name: str) -> None:
     result = lib.run_module("subid_info", {"users": [name], "discover": False})
     assert result.get("failed") is True
-    assert result["msg"] == f"user '{name}' does not exist (not in /etc/passwd nor the passwd database); check the name in users"
+    assert (
+        result["msg"]
+        == f"user '{name}' does not exist (not in /etc/passwd nor the passwd database); check the name in users"
+    )
 
 
 def test_ten_thousand_users(tmp_path: Path) -> None:

@@ -20,8 +20,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import permfix_testlib as lib
 import pytest
+
+import permfix_testlib as lib
 
 KEY = "net.ipv4.ip_unprivileged_port_start"
 PROC = "/proc/sys/net/ipv4/ip_unprivileged_port_start"
@@ -69,7 +70,15 @@ class Namespace:
 
     def user_can_bind_80(self, user: lib.User) -> bool:
         proc = self.run(
-            ["setpriv", f"--reuid={user.uid}", f"--regid={user.gid}", "--clear-groups", "/usr/bin/python3", "-c", BIND_80],
+            [
+                "setpriv",
+                f"--reuid={user.uid}",
+                f"--regid={user.gid}",
+                "--clear-groups",
+                "/usr/bin/python3",
+                "-c",
+                BIND_80,
+            ],
             check=False,
         )
         if proc.returncode != 0:
@@ -149,7 +158,9 @@ def tree(tmp_path: Path) -> Tree:
     return Tree(tmp_path)
 
 
-def run_in(ns: Namespace, module: str, args: Mapping[str, Any], *, check: bool = False, diff: bool = False) -> dict[str, Any]:
+def run_in(
+    ns: Namespace, module: str, args: Mapping[str, Any], *, check: bool = False, diff: bool = False
+) -> dict[str, Any]:
     """Run one module with ansible-playbook inside ``ns`` (every task forks inside it)."""
     play = {
         "hosts": "localhost",
@@ -160,7 +171,12 @@ def run_in(ns: Namespace, module: str, args: Mapping[str, Any], *, check: bool =
         path = os.path.join(tmp, "play.yml")
         with open(path, "w", encoding="utf-8") as handle:
             json.dump([play], handle)
-        command = ns.prefix() + [str(lib.VENV_BIN / "ansible-playbook"), path] + (["--check"] if check else []) + (["--diff"] if diff else [])
+        command = (
+            ns.prefix()
+            + [str(lib.VENV_BIN / "ansible-playbook"), path]
+            + (["--check"] if check else [])
+            + (["--diff"] if diff else [])
+        )
         env = lib.ansible_env({"ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json", "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1"})
         proc = subprocess.run(command, env=env, cwd=tmp, capture_output=True, text=True, timeout=600, check=False)
     data = json.loads(proc.stdout[proc.stdout.find("{"):]) if "{" in proc.stdout else {}
@@ -286,11 +302,16 @@ def test_read_only_proc_sys_persists_only_and_says_so(tree: Tree) -> None:
         ({"value": 40000}, "would overlap net.ipv4.ip_local_port_range"),
         ({"ports": [80, 0]}, "ports must be port numbers from 1 to 65535"),
         ({"ports": ["http"]}, "'ports'"),
-        ({"ports": [80], "proc_path": "/proc/sys/net/ipv4/no_such_key"}, "this kernel has no net.ipv4.ip_unprivileged_port_start"),
+        (
+            {"ports": [80], "proc_path": "/proc/sys/net/ipv4/no_such_key"},
+            "this kernel has no net.ipv4.ip_unprivileged_port_start",
+        ),
         ({"ports": [80], "dropin_name": "../../evil.conf"}, "dropin_name must be a plain file name"),
     ],
 )
-def test_bad_input_gets_a_clear_message_and_changes_nothing(netns: Namespace, tree: Tree, args: dict[str, Any], message: str) -> None:
+def test_bad_input_gets_a_clear_message_and_changes_nothing(
+    netns: Namespace, tree: Tree, args: dict[str, Any], message: str
+) -> None:
     tree.write("usr/lib/sysctl.d/50-vendor.conf", f"{KEY} = 1024\n")
     snapshot = tree.snapshot()
     result = run_in(netns, "unprivileged_port", {"discover": False, **tree.args(), **args})
@@ -311,16 +332,23 @@ def test_invalid_value_in_a_file_is_reported(tree: Tree) -> None:
 # ------------------------------------------------------------------ discovery of real rootless containers
 
 
-def test_discovers_a_stopped_rootless_podman_container_and_fixes_for_it(netns: Namespace, tree: Tree, make_user) -> None:
+def test_discovers_a_stopped_rootless_podman_container_and_fixes_for_it(
+    netns: Namespace, tree: Tree, make_user
+) -> None:
     user = make_user("pfup", subids=True)
     lib.podman_import_busybox(user)
     name = lib.random_name("pfweb")
-    lib.run_as(user, ["podman", "create", "--name", name, "-p", "80:8080", "-p", "8443:8443", lib.IMAGE_BUSYBOX, "sleep", "60"])
+    lib.run_as(
+        user, ["podman", "create", "--name", name, "-p", "80:8080", "-p", "8443:8443", lib.IMAGE_BUSYBOX, "sleep", "60"]
+    )
 
     info = lib.run_module("unprivileged_port_info", {**tree.args()})
     assert not info.get("failed"), info.get("msg")
     mine = [p for p in info["needed"]["ports"] if p["user"] == user.name]
-    assert sorted((p["container"], p["port"], p["engine"]) for p in mine) == [(name, 80, "podman"), (name, 8443, "podman")]
+    assert sorted((p["container"], p["port"], p["engine"]) for p in mine) == [
+        (name, 80, "podman"),
+        (name, 8443, "podman"),
+    ]
     assert info["needed"]["value"] is not None and info["needed"]["value"] <= 80
     blocked = [(f["severity"], f["user"], f["observed"]["port"]) for f in info["findings"] if f["container"] == name]
     assert blocked == ([("error", user.name, 80)] if info["runtime"]["value"] > 80 else [])

@@ -13,14 +13,18 @@ import tempfile
 import time
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
-import permfix_testlib as lib
 import pytest
 from test_bind_mount_info import rootless_user
 
+import permfix_testlib as lib
+
 LABEL_VOLUME = "permfix.containers.volume"
-POPULATE = "mkdir -p /v/a/b && echo x > /v/a/b/f && touch /v/g && ln -s /etc/passwd /v/lnk && chown -R 1000:1000 /v && chown -h 1000:1000 /v/lnk"
+POPULATE = (
+    "mkdir -p /v/a/b && echo x > /v/a/b/f && touch /v/g && ln -s /etc/passwd /v/lnk "
+    "&& chown -R 1000:1000 /v && chown -h 1000:1000 /v/lnk"
+)
 
 
 # --------------------------------------------------------------------------------------------
@@ -89,7 +93,7 @@ def pull_events(docker_client: Any, since_ns: int) -> list[dict[str, Any]]:
     return [event for event in events if int(event.get("timeNano", 0)) >= since_ns]
 
 
-def podman_fixer_events(user: Optional[lib.User], volume: str, since_ns: int) -> list[dict[str, Any]]:
+def podman_fixer_events(user: lib.User | None, volume: str, since_ns: int) -> list[dict[str, Any]]:
     """podman's container events of fixer/inspector containers for ``volume`` since ``since_ns``."""
     argv = ["podman", "events", "--stream=false", "--since", str(since_ns // 1_000_000_000 - 1),
             "--until", str(int(time.time()) + 1), "--filter", f"label={LABEL_VOLUME}={volume}", "--format", "json"]
@@ -103,7 +107,7 @@ def podman_fixer_events(user: Optional[lib.User], volume: str, since_ns: int) ->
     return events
 
 
-def podman_fixer_statuses(user: Optional[lib.User], volume: str, since_ns: int,
+def podman_fixer_statuses(user: lib.User | None, volume: str, since_ns: int,
                           wanted: frozenset = frozenset({"create", "start", "remove"})) -> set[str]:
     """The statuses of the fixer's podman events since ``since_ns``, once they include ``wanted``.
 
@@ -176,7 +180,10 @@ def test_docker_volume_rhythm_only_mismatched_entries_no_pull(docker_client, doc
     predicted = run(args, check=True, diff=True)
     assert predicted["changed"] is True and predicted["fixer"] is None
     assert predicted["before"]["mismatched"] == 6
-    assert predicted["diff"]["before"]["root_owner"] == "1000:1000" and predicted["diff"]["after"]["root_owner"] == "999:999"
+    assert (
+        predicted["diff"]["before"]["root_owner"] == "1000:1000"
+        and predicted["diff"]["after"]["root_owner"] == "999:999"
+    )
     assert fixer_events(docker_client, volume, mark) == []
     assert os.stat(mountpoint).st_uid == 1000
 
@@ -248,7 +255,10 @@ def test_fixer_is_locked_down_and_symlinks_are_not_followed(docker_client, docke
 
         assert (os.stat(outside).st_uid, os.stat(outside).st_gid) == (4321, 4321)
         assert os.stat(target_dir).st_uid == 0
-        assert (os.stat("/etc/passwd").st_uid, os.stat("/etc/passwd").st_ctime_ns) == (passwd.st_uid, passwd.st_ctime_ns)
+        assert (os.stat("/etc/passwd").st_uid, os.stat("/etc/passwd").st_ctime_ns) == (
+            passwd.st_uid,
+            passwd.st_ctime_ns,
+        )
         for name in ("lnk", "to_host_file", "to_host_dir"):
             st = os.lstat(os.path.join(mountpoint, name))
             assert (st.st_uid, st.st_gid) == (999, 999), name
@@ -270,7 +280,9 @@ def test_failing_fixer_is_removed_and_reported(docker_client, docker_volume) -> 
         archive.addfile(info)
     docker_client.api.import_image_from_data(data.getvalue(), repository=image.rsplit(":", 1)[0], tag="1")
     try:
-        result = lib.run_module("volume_owner", {"volume": volume, "owner": "999:999", "fixer_image": image, "pull": False})
+        result = lib.run_module(
+            "volume_owner", {"volume": volume, "owner": "999:999", "fixer_image": image, "pull": False}
+        )
         assert result.get("failed") is True
         assert "fixer container" in result["msg"] and "Traceback" not in result["msg"]
         assert leftovers(docker_client, volume) == []
@@ -305,7 +317,8 @@ def test_inspector_container_counts_a_mount_backed_volume(docker_client, fixer_i
         # Build the image through the fix module's import path on another (host) volume first.
         lib.run_module("volume_owner", {"volume": name, "owner": "0:0", "fixer_image": fixer_image, "pull": False})
         info = lib.run_module(
-            "volume_owner_info", {"engines": ["docker"], "volumes": [name], "owners": {name: "999:999"}, "fixer_image": fixer_image}
+            "volume_owner_info",
+            {"engines": ["docker"], "volumes": [name], "owners": {name: "999:999"}, "fixer_image": fixer_image},
         )
         assert not info.get("failed"), info.get("msg")
         record = info["volumes"][0]
@@ -357,7 +370,13 @@ def test_no_image_and_no_busybox(docker_client, docker_volume, fixer_image) -> N
     volume = docker_volume()
     result = lib.run_module(
         "volume_owner",
-        {"volume": volume, "owner": "999:999", "fixer_image": fixer_image, "pull": False, "busybox_path": "/nonexistent/busybox"},
+        {
+            "volume": volume,
+            "owner": "999:999",
+            "fixer_image": fixer_image,
+            "pull": False,
+            "busybox_path": "/nonexistent/busybox",
+        },
     )
     assert result.get("failed") is True
     msg = result["msg"]
@@ -391,7 +410,10 @@ def test_rootless_podman_volume_rhythm(make_user) -> None:
     volume = lib.random_name("pfvol")
     image = f"localhost/{lib.random_name('pffix')}:1"
     lib.run_as(user, ["podman", "volume", "create", volume])
-    lib.run_as(user, ["podman", "run", "--rm", "--network", "none", "-v", f"{volume}:/v", lib.IMAGE_BUSYBOX, "sh", "-c", POPULATE])
+    lib.run_as(
+        user,
+        ["podman", "run", "--rm", "--network", "none", "-v", f"{volume}:/v", lib.IMAGE_BUSYBOX, "sh", "-c", POPULATE],
+    )
     container = lib.random_name("pfvc")
     lib.run_as(user, ["podman", "create", "--name", container, "--network", "none", "--user", "999:999",
                       "-v", f"{volume}:/data", lib.IMAGE_BUSYBOX, "sleep", "3600"])
@@ -451,7 +473,20 @@ def test_rootful_podman_volume_rhythm() -> None:
     container = lib.random_name("pfvc")
     lib.sh("podman", "volume", "create", volume)
     try:
-        lib.sh("podman", "run", "--rm", "--network", "none", *limits, "-v", f"{volume}:/v", lib.IMAGE_BUSYBOX, "sh", "-c", POPULATE)
+        lib.sh(
+            "podman",
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            *limits,
+            "-v",
+            f"{volume}:/v",
+            lib.IMAGE_BUSYBOX,
+            "sh",
+            "-c",
+            POPULATE,
+        )
         lib.sh("podman", "create", "--name", container, "--network", "none", "--user", "999:999", *limits,
                "-v", f"{volume}:/data", lib.IMAGE_BUSYBOX, "sleep", "3600")
         mountpoint = json.loads(lib.sh("podman", "volume", "inspect", volume).stdout)[0]["Mountpoint"]

@@ -30,10 +30,11 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
-from typing import Any, Optional
+from typing import Any
+
+import pytest
 
 import permfix_testlib as lib
-import pytest
 
 # The mountpoints the private namespace covers; the host's view of them must never change.
 HIDDEN = ("/run/docker", "/run/containerd", "/etc/docker")
@@ -121,7 +122,7 @@ class Plugin:
     socket_path: str
     root: str
     calls: list[str] = field(default_factory=list)
-    server: Optional[_UnixHTTPServer] = None
+    server: _UnixHTTPServer | None = None
 
     def start(self) -> None:
         self.server = _UnixHTTPServer(self.socket_path, _handler(self.root, self.calls))
@@ -180,8 +181,8 @@ class PrivateDockerd:
 
     base: str
     plugins_dir: str
-    proc: Optional[subprocess.Popen] = None
-    namespace: Optional[str] = None  # the mount namespace, as /proc/PID/ns/mnt reads
+    proc: subprocess.Popen | None = None
+    namespace: str | None = None  # the mount namespace, as /proc/PID/ns/mnt reads
     started_at: int = 0
     log_handle: Any = None
 
@@ -240,10 +241,12 @@ class PrivateDockerd:
             start_new_session=True,
         )
         deadline = time.monotonic() + READY_WAIT
-        last_error: Optional[Exception] = None
+        last_error: Exception | None = None
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"the private dockerd exited with {self.proc.returncode}; its log:\n{self.log_tail()}")
+                raise RuntimeError(
+                    f"the private dockerd exited with {self.proc.returncode}; its log:\n{self.log_tail()}"
+                )
             if os.path.exists(self.socket_path):
                 client = docker.DockerClient(base_url=self.host, timeout=30)
                 try:
@@ -255,7 +258,9 @@ class PrivateDockerd:
                 finally:
                     client.close()
             time.sleep(0.5)
-        raise RuntimeError(f"the private dockerd did not answer within {READY_WAIT} s ({last_error}); its log:\n{self.log_tail()}")
+        raise RuntimeError(
+            f"the private dockerd did not answer within {READY_WAIT} s ({last_error}); its log:\n{self.log_tail()}"
+        )
 
     def client(self) -> Any:
         import docker
@@ -395,7 +400,9 @@ def test_a_volume_on_a_plugin_driver_is_reported_not_inspectable_and_never_fixed
     # The machine's daemon is not involved, and the namespace keeps the plugin to itself; the
     # private daemon runs its own containerd (under its exec root), not the machine's.
     commands = [_cmdline(pid) for pid in _pids_in_namespace(daemon.namespace or "")]
-    assert any(c[:1] == ["containerd"] and f"{daemon.base}/exec/containerd/containerd.toml" in c for c in commands), commands
+    assert any(c[:1] == ["containerd"] and f"{daemon.base}/exec/containerd/containerd.toml" in c for c in commands), (
+        commands
+    )
     _shared_daemon_unaffected(docker_client, plugin, [plugged, local])
     assert _mounts_of_interest(daemon.base) == mounts_before
 
@@ -412,7 +419,12 @@ def test_a_volume_on_a_plugin_driver_is_reported_not_inspectable_and_never_fixed
     mine = [finding for finding in info["findings"] if finding["subject"] == plugged]
     assert len(mine) == 1, info["findings"]
     assert mine[0]["id"] == f"named_volume:docker:not_inspectable:{plugged}"
-    assert (mine[0]["class"], mine[0]["severity"], mine[0]["fixable"], mine[0]["fix"]) == ("named_volume", "info", False, None)
+    assert (mine[0]["class"], mine[0]["severity"], mine[0]["fixable"], mine[0]["fix"]) == (
+        "named_volume",
+        "info",
+        False,
+        None,
+    )
     assert plugin.name in mine[0]["message"] and "not checked" in mine[0]["message"]
     assert plugged not in [entry["volume"] for entry in info["fix_plan"]]
 
@@ -438,7 +450,9 @@ def test_a_volume_on_a_plugin_driver_is_reported_not_inspectable_and_never_fixed
         assert "neither inspect nor fix" in message and "not fixed" in message and "Traceback" not in message
 
     # The local volume's fix is predicted (check mode runs nothing).
-    predicted = lib.run_module("volume_owner", {"volume": local, "owner": "999:999", "docker_host": daemon.host}, check=True)
+    predicted = lib.run_module(
+        "volume_owner", {"volume": local, "owner": "999:999", "docker_host": daemon.host}, check=True
+    )
     assert not predicted.get("failed"), predicted.get("msg")
     assert predicted["changed"] is True and predicted["method"] == "host"
     assert (predicted["before"]["entries"], predicted["before"]["mismatched"]) == (2, 2)

@@ -6,14 +6,19 @@ from __future__ import annotations
 
 import subprocess
 
-import permfix_testlib as lib
 import pytest
+
+import permfix_testlib as lib
 
 pytestmark = [pytest.mark.lint, pytest.mark.slow]
 
 
 def test_ansible_lint_production_profile() -> None:
-    targets = [name for name in ("roles", "playbooks") if (lib.REPO_ROOT / name).is_dir() and any((lib.REPO_ROOT / name).iterdir())]
+    targets = [
+        name
+        for name in ("roles", "playbooks")
+        if (lib.REPO_ROOT / name).is_dir() and any((lib.REPO_ROOT / name).iterdir())
+    ]
     assert targets, "there is nothing to lint in roles/ or playbooks/"
     proc = subprocess.run(
         [str(lib.VENV_BIN / "ansible-lint"), "--offline", "--profile", "production", "--nocolor", *targets],

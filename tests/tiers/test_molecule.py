@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import subprocess
 
-import permfix_testlib as lib
 import pytest
+
+import permfix_testlib as lib
 
 pytestmark = [pytest.mark.molecule, pytest.mark.slow]
 

@@ -8,8 +8,9 @@ import os
 import re
 import subprocess
 
-import permfix_testlib as lib
 import pytest
+
+import permfix_testlib as lib
 
 pytestmark = [pytest.mark.sanity, pytest.mark.slow]
 

@@ -1,6 +1,7 @@
 # Copyright: permfix.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""PRIVATE to the collection. Every detection of a host in one module call (``audit_info``): what the audit playbook runs.
+# PRIVATE to the collection: these module_utils may change at any time; do not import them elsewhere.
+"""Every detection of a host in one module call (``audit_info``): what the audit playbook runs.
 
 The engines and the four detections are the same functions the single ``*_info`` modules call
 (see ``_core.contracts``), run one after the other in one process so that the fleet audit costs one module
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from typing import Any, Callable, Optional, Tuple
+from typing import Any, Callable
 
 from ansible_collections.permfix.containers.plugins.module_utils._classes.bind_mount import BIND_MOUNT_INFO
 from ansible_collections.permfix.containers.plugins.module_utils._classes.named_volume import VOLUME_INFO
@@ -29,10 +30,10 @@ from ansible_collections.permfix.containers.plugins.module_utils._engines.docker
 )
 
 # In this order: the order of the findings in the result and in the report.
-DETECTIONS: Tuple[Detection, ...] = (SUBID_INFO, PORT_INFO, BIND_MOUNT_INFO, VOLUME_INFO)
+DETECTIONS: tuple[Detection, ...] = (SUBID_INFO, PORT_INFO, BIND_MOUNT_INFO, VOLUME_INFO)
 
 # audit_info's own options: (detection, the option of that detection's module it sets).
-OPTIONS: dict[str, Tuple[str, str]] = {
+OPTIONS: dict[str, tuple[str, str]] = {
     "subid_users": ("subid", "users"),
     "subid_min_count": ("subid", "min_count"),
     "unprivileged_ports": ("unprivileged_port", "ports"),
@@ -51,7 +52,9 @@ def argument_spec(detections: Sequence[Detection] = DETECTIONS) -> dict[str, Any
     by_name = {detection.name: detection for detection in detections}
     names = [detection.name for detection in detections]
     spec: dict[str, Any] = {"detections": {"type": "list", "elements": "str", "choices": names, "default": names}}
-    spec.update({option: by_name[name].argument_spec[key] for option, (name, key) in OPTIONS.items() if name in by_name})
+    spec.update(
+        {option: by_name[name].argument_spec[key] for option, (name, key) in OPTIONS.items() if name in by_name}
+    )
     spec.update(DOCKER_ARGUMENT_SPEC)
     return spec
 
@@ -86,21 +89,28 @@ def audit_request(params: Mapping[str, Any], detections: Sequence[Detection] = D
     return AuditRequest(docker_host, timeout, requests)
 
 
-def docker_problem(docker_host: str, report: EngineReport) -> Optional[str]:
+def docker_problem(docker_host: str, report: EngineReport) -> str | None:
     """Why the Docker daemon should answer and does not; None when it answers or is simply absent
     (no socket at the default address is an engine the host does not have, not a failure)."""
     if report.docker is not None:
         return None
     presence = docker_presence(docker_host)
     if not presence.exists:
-        return None if presence.absent else f"no Docker daemon at {docker_host} (the socket {presence.socket} does not exist)"
+        return (
+            None
+            if presence.absent
+            else f"no Docker daemon at {docker_host} (the socket {presence.socket} does not exist)"
+        )
     if report.docker_notes:
         return report.docker_notes[0]
     return f"the Docker daemon at {docker_host} does not answer"
 
 
 def _unexpected(detection: Detection, exc: Exception) -> str:
-    return f"{detection.module} stopped on an unexpected error ({type(exc).__name__}: {exc}); run it alone on this host for details"
+    return (
+        f"{detection.module} stopped on an unexpected error ({type(exc).__name__}: {exc}); "
+        "run it alone on this host for details"
+    )
 
 
 def audit(

@@ -1,6 +1,7 @@
 # Copyright: permfix.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""PRIVATE to the collection. Bind mounts whose container identity cannot use the host directory: detection and fix plan.
+# PRIVATE to the collection: these module_utils may change at any time; do not import them elsewhere.
+"""Bind mounts whose container identity cannot use the host directory: detection and fix plan.
 
 For every bind mount of every container (Docker, rootful podman, each rootless podman user;
 running and stopped) and every declared spec, :func:`bind_mount_report`:
@@ -26,7 +27,7 @@ import os
 import pwd
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Optional, Tuple
+from typing import Any
 
 from ansible_collections.permfix.containers.plugins.module_utils._core.contracts import Detection
 from ansible_collections.permfix.containers.plugins.module_utils._core.errors import OptionError
@@ -91,8 +92,8 @@ from ansible_collections.permfix.containers.plugins.module_utils._host.paths imp
 )
 from ansible_collections.permfix.containers.plugins.module_utils._host.subid_file import SubidError
 
-DEFAULT_ALLOWED_ROOTS: Tuple[str, ...] = ("/srv", "/opt", "/data", "/mnt")
-ACCESS_CHOICES: Tuple[str, ...] = ("rw", "ro")
+DEFAULT_ALLOWED_ROOTS: tuple[str, ...] = ("/srv", "/opt", "/data", "/mnt")
+ACCESS_CHOICES: tuple[str, ...] = ("rw", "ro")
 
 
 @dataclass(frozen=True)
@@ -104,20 +105,20 @@ class Spec:
     uid: int
     gid: int
     access: str = "rw"
-    name: Optional[str] = None
-    rootless_user: Optional[str] = None
+    name: str | None = None
+    rootless_user: str | None = None
 
 
 @dataclass
 class BindMountInfoRequest:
-    engines: Tuple[str, ...] = ENGINES
-    containers: Tuple[str, ...] = ()
-    podman_users: Optional[Tuple[str, ...]] = None  # None: root and every rootless user
-    specs: Tuple[Spec, ...] = ()
+    engines: tuple[str, ...] = ENGINES
+    containers: tuple[str, ...] = ()
+    podman_users: tuple[str, ...] | None = None  # None: root and every rootless user
+    specs: tuple[Spec, ...] = ()
     docker_host: str = DEFAULT_DOCKER_HOST
     timeout: int = 10
     scan: bool = True
-    allowed_roots: Tuple[str, ...] = DEFAULT_ALLOWED_ROOTS
+    allowed_roots: tuple[str, ...] = DEFAULT_ALLOWED_ROOTS
     allow_home_subdirs: bool = True
 
 
@@ -126,23 +127,23 @@ class Need:
     """One mount (or spec) to check: who needs what on which host path."""
 
     source: str
-    destination: Optional[str]
+    destination: str | None
     read_only: bool
-    container: Optional[Container] = None
-    spec: Optional[Spec] = None
+    container: Container | None = None
+    spec: Spec | None = None
 
     @property
-    def label(self) -> Optional[str]:
+    def label(self) -> str | None:
         if self.container is not None:
             return self.container.name
         return self.spec.name if self.spec is not None else None
 
     @property
-    def engine(self) -> Optional[str]:
+    def engine(self) -> str | None:
         return self.container.engine if self.container is not None else None
 
     @property
-    def owner(self) -> Optional[str]:
+    def owner(self) -> str | None:
         if self.container is not None:
             return self.container.owner
         return self.spec.rootless_user if self.spec is not None else None
@@ -215,7 +216,9 @@ def _record(need: Need, **values: Any) -> dict[str, Any]:
     return record
 
 
-def _host_identity(need: Need, outcome: Outcome, accounts: AccountDatabase) -> Optional[Tuple[ProcessIdentity, HostIdentity, str]]:
+def _host_identity(
+    need: Need, outcome: Outcome, accounts: AccountDatabase
+) -> tuple[ProcessIdentity, HostIdentity, str] | None:
     """The container ids and the host identity of a need, None (with a mount record) if unknown."""
     if need.container is not None:
         container = need.container
@@ -265,7 +268,9 @@ def _host_identity(need: Need, outcome: Outcome, accounts: AccountDatabase) -> O
 
 
 def _unmapped(need: Need, outcome: Outcome, identity: ProcessIdentity, reason: str) -> None:
-    outcome.mounts.append(_record(need, status="unmapped", container_uid=identity.uid, container_gid=identity.gid, reason=reason))
+    outcome.mounts.append(
+        _record(need, status="unmapped", container_uid=identity.uid, container_gid=identity.gid, reason=reason)
+    )
     outcome.notes.append(f"{need.describe()}: {reason}")
 
 
@@ -276,10 +281,10 @@ class _Context:
     protected_homes: list[str]
     storage: list[str]
     accounts: AccountDatabase
-    scans: dict[Tuple[str, int, int], Optional[Any]] = field(default_factory=dict)
+    scans: dict[tuple[str, int, int], Any | None] = field(default_factory=dict)
 
 
-def evaluate(need: Need, context: _Context, outcome: Outcome) -> Optional[dict[str, Any]]:
+def evaluate(need: Need, context: _Context, outcome: Outcome) -> dict[str, Any] | None:
     """Check one need; record it in ``outcome.mounts``; return its plan item (None when fine
     or not fixable)."""
     source = need.source
@@ -336,12 +341,12 @@ def _deny(
     facts: PathFacts,
     result: AccessResult,
     base: dict[str, Any],
-) -> Optional[dict[str, Any]]:
+) -> dict[str, Any] | None:
     real = facts.path
     problem = _fix_problem(real, facts, context)
     chown_works = check_access(facts.with_owner(host.uid, host.gid), host, result.want).granted
     counts = None
-    fix_text: Optional[str] = None
+    fix_text: str | None = None
     if problem is None:
         if chown_works:
             fix_text = f"chown {host.uid}:{host.gid}"
@@ -395,7 +400,9 @@ def _deny(
         record["counts"] = {"entries": counts.counts["entries"], "mismatched": counts.counts["to_change"]}
     outcome.mounts.append(record)
     if problem is not None:
-        outcome.skipped.append({"path": real, "container": need.label, "engine": need.engine, "user": need.owner, "reason": problem})
+        outcome.skipped.append(
+            {"path": real, "container": need.label, "engine": need.engine, "user": need.owner, "reason": problem}
+        )
         return None
     return {
         "path": real,
@@ -409,7 +416,7 @@ def _deny(
     }
 
 
-def _fix_problem(real: str, facts: PathFacts, context: _Context) -> Optional[str]:
+def _fix_problem(real: str, facts: PathFacts, context: _Context) -> str | None:
     if not facts.is_dir:
         return (
             f"{real} is a {facts.kind}, not a directory: permfix never changes sockets, device nodes or "
@@ -421,11 +428,13 @@ def _fix_problem(real: str, facts: PathFacts, context: _Context) -> Optional[str
     return placement_problem(real, context.request.allowed_roots, context.homes, context.request.allow_home_subdirs)
 
 
-def _scan(real: str, host: HostIdentity, context: _Context, outcome: Outcome) -> Optional[Any]:
+def _scan(real: str, host: HostIdentity, context: _Context, outcome: Outcome) -> Any | None:
     key = (real, host.uid, host.gid)
     if key not in context.scans:
         try:
-            context.scans[key] = scan(real, Target(uid=host.uid, gid=host.gid), WalkOptions(refuse_protected=False, sample_size=0))
+            context.scans[key] = scan(
+                real, Target(uid=host.uid, gid=host.gid), WalkOptions(refuse_protected=False, sample_size=0)
+            )
         except (OwnershipError, OSError) as exc:
             outcome.notes.append(f"{real} could not be scanned: {exc}")
             context.scans[key] = None
@@ -442,12 +451,15 @@ def _message(need: Need, identity: ProcessIdentity, host: HostIdentity, facts: P
     where = f"{need.describe()} {runs} and cannot {missing} {facts.path}"
     if need.destination:
         where += f" (mounted {'ro' if need.read_only else 'rw'} at {need.destination})"
-    return f"{where}: owned by {facts.uid}:{facts.gid}, mode {facts.mode_text}, {facts.kind} access through {result.via} is {perm_text(result.perms)}"
+    return (
+        f"{where}: owned by {facts.uid}:{facts.gid}, mode {facts.mode_text}, "
+        f"{facts.kind} access through {result.via} is {perm_text(result.perms)}"
+    )
 
 
 def _merge_plan(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One plan entry per (path, uid, gid); paths needed by different owners cannot be chowned."""
-    merged: dict[Tuple[str, int, int], dict[str, Any]] = {}
+    merged: dict[tuple[str, int, int], dict[str, Any]] = {}
     for item in items:
         key = (item["path"], item["uid"], item["gid"])
         if key in merged:
@@ -471,7 +483,9 @@ def _merge_plan(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if others:
             entry["strategies"] = ["acl"]
             listed = ", ".join(f"{uid}:{gid}" for uid, gid in sorted(owners[key[0]]))
-            entry["reason"] = f"{key[0]} is needed by different owners ({listed}): one chown cannot serve them all; use strategy acl"
+            entry["reason"] = (
+                f"{key[0]} is needed by different owners ({listed}): one chown cannot serve them all; use strategy acl"
+            )
         plan.append(entry)
     return plan
 
@@ -494,7 +508,9 @@ def bind_mount_report(request: BindMountInfoRequest, runner: Runner) -> Outcome:
                 continue
             need = Need(mount.source, mount.destination, not mount.rw, container=container)
             if _idmapped(mount):
-                outcome.mounts.append(_record(need, status="skipped", reason="an idmapped mount: ownership is translated by the kernel"))
+                outcome.mounts.append(
+                    _record(need, status="skipped", reason="an idmapped mount: ownership is translated by the kernel")
+                )
                 continue
             item = evaluate(need, context, outcome)
             if item is not None:
@@ -560,7 +576,7 @@ def spec_from_option(index: int, raw: Mapping[str, Any]) -> Spec:
     try:
         if raw.get("rootless_user"):
             uid = _numeric(raw["uid"], f"{label} uid")
-            gid: Optional[int] = _numeric(raw["gid"], f"{label} gid") if raw.get("gid") not in (None, "") else uid
+            gid: int | None = _numeric(raw["gid"], f"{label} gid") if raw.get("gid") not in (None, "") else uid
         else:
             parsed = parse_id(raw["uid"], "user")
             if parsed is None:
@@ -608,7 +624,9 @@ def bind_mount_info(request: BindMountInfoRequest, runner: Runner) -> dict[str, 
     return examine_engines(lambda: bind_mount_report(request, runner), "bind mounts", "containers")
 
 
-BIND_MOUNT_INFO = Detection("bind_mount", "bind_mount_info", BIND_MOUNT_ARGUMENT_SPEC, bind_mount_request, bind_mount_info, docker_scoped=True)
+BIND_MOUNT_INFO = Detection(
+    "bind_mount", "bind_mount_info", BIND_MOUNT_ARGUMENT_SPEC, bind_mount_request, bind_mount_info, docker_scoped=True
+)
 
 
 def _idmapped(mount: Mount) -> bool:

@@ -1,6 +1,7 @@
 # Copyright: permfix.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""PRIVATE to the collection. Named volumes whose owners are stale: the detection (volume_owner_info).
+# PRIVATE to the collection: these module_utils may change at any time; do not import them elsewhere.
+"""Named volumes whose owners are stale: the detection (volume_owner_info).
 
 Docker and podman set a named volume's owner only while it is empty, so a volume reused by a
 container whose user changed keeps the old owners. For every volume of Docker, rootful podman
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Optional, Tuple
+from typing import Any
 
 from ansible_collections.permfix.containers.plugins.module_utils._core.contracts import Detection
 from ansible_collections.permfix.containers.plugins.module_utils._core.errors import OptionError
@@ -63,13 +64,12 @@ from ansible_collections.permfix.containers.plugins.module_utils._host.access im
 )
 
 
-
 @dataclass
 class VolumeInfoRequest:
-    engines: Tuple[str, ...] = ENGINES
-    podman_users: Optional[Tuple[str, ...]] = None
-    volumes: Tuple[str, ...] = ()
-    owners: Mapping[str, Tuple[int, int]] = field(default_factory=dict)
+    engines: tuple[str, ...] = ENGINES
+    podman_users: tuple[str, ...] | None = None
+    volumes: tuple[str, ...] = ()
+    owners: Mapping[str, tuple[int, int]] = field(default_factory=dict)
     docker_host: str = DEFAULT_DOCKER_HOST
     timeout: int = 10
     scan: str = "full"
@@ -156,10 +156,14 @@ def volume_info(request: VolumeInfoRequest, runner: Runner) -> dict[str, Any]:
     return examine_engines(lambda: volume_report(request, runner), "named volumes", "volumes")
 
 
-VOLUME_INFO = Detection("named_volume", "volume_owner_info", VOLUME_INFO_ARGUMENT_SPEC, volume_info_request, volume_info, docker_scoped=True)
+VOLUME_INFO = Detection(
+    "named_volume", "volume_owner_info", VOLUME_INFO_ARGUMENT_SPEC, volume_info_request, volume_info, docker_scoped=True
+)
 
 
-def _finding(severity: str, volume: Volume, message: str, names: Sequence[str], kind: Optional[str] = None, **values: Any) -> dict[str, Any]:
+def _finding(
+    severity: str, volume: Volume, message: str, names: Sequence[str], kind: str | None = None, **values: Any
+) -> dict[str, Any]:
     """A ``named_volume`` finding; its id names the engine, the rootless user and the volume
     (not the containers, which come and go), so it is stable across runs."""
     finding = make_finding(
@@ -199,8 +203,14 @@ def _examine(
     base: dict[str, Any] = {"containers": [user.as_dict() for user in users], "access_method": method}
     if conflict is not None:
         finding = _finding(
-            "error", volume, conflict, names, "conflict",
-            expected={"owners": [{"container": u.container, "host_uid": u.host_uid, "host_gid": u.host_gid} for u in users]},
+            "error",
+            volume,
+            conflict,
+            names,
+            "conflict",
+            expected={
+                "owners": [{"container": u.container, "host_uid": u.host_uid, "host_gid": u.host_gid} for u in users]
+            },
             fixable=False,
         )
         outcome.findings.append(finding)
@@ -221,13 +231,28 @@ def _examine(
         return
     if method == "container":
         if not request.inspector:
-            outcome.volumes.append(_record(volume, status="not_inspected", reason=f"{reason}; set inspector to count through a read-only container", **base))
+            outcome.volumes.append(
+                _record(
+                    volume,
+                    status="not_inspected",
+                    reason=f"{reason}; set inspector to count through a read-only container",
+                    **base,
+                )
+            )
             return
         backend = scope.backend(runner, 600)
         if not backend.image_present(request.fixer_image):
-            outcome.volumes.append(_record(
-                volume, status="not_inspected",
-                reason=f"{reason}, and the inspector image {request.fixer_image} is not present (volume_owner builds it)", **base))
+            outcome.volumes.append(
+                _record(
+                    volume,
+                    status="not_inspected",
+                    reason=(
+                        f"{reason}, and the inspector image {request.fixer_image} is not present "
+                        "(volume_owner builds it)"
+                    ),
+                    **base,
+                )
+            )
             return
         observation = observe_in_container(backend, volume, expectation, request.fixer_image)
     else:
@@ -266,7 +291,10 @@ def _examine(
     )
     if denied:
         message += f"; {', '.join(denied)} cannot write it"
-    fix_text = f"chown {expectation.uid}:{expectation.gid} on {observation.mismatched:,} of {observation.entries:,} entries with a fixer container"
+    fix_text = (
+        f"chown {expectation.uid}:{expectation.gid} on {observation.mismatched:,} of {observation.entries:,} "
+        "entries with a fixer container"
+    )
     finding = _finding(
         severity, volume, message, names,
         observed=observation.as_dict(), expected=expectation.as_dict(),

@@ -1,6 +1,7 @@
 # Copyright: permfix.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""PRIVATE to the collection. Named volumes: the fix (volume_owner).
+# PRIVATE to the collection: these module_utils may change at any time; do not import them elsewhere.
+"""Named volumes: the fix (volume_owner).
 
 Examines one volume like the detection does and, when its owners differ and not in check mode,
 changes only what differs with the locked-down fixer container (``_engines.fixer``), optionally
@@ -12,9 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Optional, Tuple
+from typing import Any
 
 from ansible.module_utils.basic import missing_required_lib
+
 from ansible_collections.permfix.containers.plugins.module_utils._core.contracts import Fix, FixFailed
 from ansible_collections.permfix.containers.plugins.module_utils._core.errors import OptionError
 from ansible_collections.permfix.containers.plugins.module_utils._core.numbers import sample_size as check_sample_size
@@ -62,13 +64,12 @@ from ansible_collections.permfix.containers.plugins.module_utils._engines.volume
 from ansible_collections.permfix.containers.plugins.module_utils._host.accounts import Account
 
 
-
 @dataclass
 class VolumeFixRequest:
     volume: str
     engine: str = "docker"
-    podman_user: Optional[str] = None
-    owner: Optional[Tuple[int, int]] = None
+    podman_user: str | None = None
+    owner: tuple[int, int] | None = None
     fixer_image: str = DEFAULT_FIXER_IMAGE
     pull: bool = True
     busybox_path: str = DEFAULT_BUSYBOX
@@ -83,7 +84,8 @@ def _docker_scope(request: VolumeFixRequest, notes: list[str]) -> EngineScope:
     presence = docker_presence(request.docker_host)
     if not presence.exists:
         raise VolumeError(
-            f"no Docker daemon at {request.docker_host}: the socket {presence.socket} does not exist (is dockerd running?)"
+            f"no Docker daemon at {request.docker_host}: the socket {presence.socket} does not exist "
+            "(is dockerd running?)"
         )
     try:
         return docker_scope(request.docker_host, request.timeout, notes)
@@ -113,8 +115,14 @@ def fix_volume(request: VolumeFixRequest, runner: Runner, check_mode: bool) -> d
     try:
         volumes = list_volumes(scope, runner, [request.volume])
         if not volumes:
-            listing = "docker volume ls" if request.engine == "docker" else "podman volume ls" + (f" (as {account.name})" if account else "")
-            raise VolumeError(f"volume {request.volume!r} does not exist in {scope.describe()}; '{listing}' lists the volumes there")
+            listing = (
+                "docker volume ls"
+                if request.engine == "docker"
+                else "podman volume ls" + (f" (as {account.name})" if account else "")
+            )
+            raise VolumeError(
+                f"volume {request.volume!r} does not exist in {scope.describe()}; '{listing}' lists the volumes there"
+            )
         volume = volumes[0]
         containers = scope_containers(scope, runner, notes)
     except (DockerEngineError, PodmanError) as exc:
@@ -125,7 +133,8 @@ def fix_volume(request: VolumeFixRequest, runner: Runner, check_mode: bool) -> d
         raise VolumeError(conflict + " (set owner)")
     if expectation is None:
         raise VolumeError(
-            f"no container that needs a particular owner uses {volume.describe()}: set owner (uid:gid as the containers see them)"
+            f"no container that needs a particular owner uses {volume.describe()}: "
+            "set owner (uid:gid as the containers see them)"
         )
     method, reason = access_method(volume)
     if method == "none":
@@ -158,8 +167,16 @@ def fix_volume(request: VolumeFixRequest, runner: Runner, check_mode: bool) -> d
     result["changed"] = differs
     want = f"{expectation.uid}:{expectation.gid}"
     result["diff"] = {
-        "before": {"root_owner": f"{before.uid}:{before.gid}", "mismatched": before.mismatched, "entries": before.entries},
-        "after": {"root_owner": want if differs else f"{before.uid}:{before.gid}", "mismatched": 0, "entries": before.entries},
+        "before": {
+            "root_owner": f"{before.uid}:{before.gid}",
+            "mismatched": before.mismatched,
+            "entries": before.entries,
+        },
+        "after": {
+            "root_owner": want if differs else f"{before.uid}:{before.gid}",
+            "mismatched": 0,
+            "entries": before.entries,
+        },
     }
     running = [user.container for user in users if user.running]
     if not differs:
@@ -175,7 +192,9 @@ def fix_volume(request: VolumeFixRequest, runner: Runner, check_mode: bool) -> d
     try:
         if request.stop_containers:
             _stop(scope, runner, sorted(set(running)), stopped)
-        run: FixerRun = backend.run(volume.name, request.fixer_image, fix_script(expectation.uid, expectation.gid), False, image_source)
+        run: FixerRun = backend.run(
+            volume.name, request.fixer_image, fix_script(expectation.uid, expectation.gid), False, image_source
+        )
     finally:
         restart_errors = _start(scope, runner, stopped)
     result["fixer"] = run.as_dict()
@@ -186,8 +205,10 @@ def fix_volume(request: VolumeFixRequest, runner: Runner, check_mode: bool) -> d
         )
     if restart_errors:
         result["notes"].append("restarting containers failed: " + "; ".join(restart_errors))
-    after = observe_on_host(volume, expectation, True, request.sample_size) if method == "host" else observe_in_container(
-        backend, volume, expectation, request.fixer_image
+    after = (
+        observe_on_host(volume, expectation, True, request.sample_size)
+        if method == "host"
+        else observe_in_container(backend, volume, expectation, request.fixer_image)
     )
     result["after"] = after.as_dict()
     if after.mismatched > 0 or not root_matches(after, expectation):

@@ -1,6 +1,7 @@
 # Copyright: permfix.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""PRIVATE to the collection. The path_owner fix: give a tree to an owner (or an ACL), safely.
+# PRIVATE to the collection: these module_utils may change at any time; do not import them elsewhere.
+"""The path_owner fix: give a tree to an owner (or an ACL), safely.
 
 The fix half of the ``bind_mount`` class (the bind_mounts role calls it for each fix plan
 entry of bind_mount_info) and a module of its own. The request names the target ids (names
@@ -107,7 +108,9 @@ def run_path_owner(request: PathOwnerRequest, runner: Runner, check_mode: bool, 
     except OwnershipError as exc:
         raise OwnershipError(str(exc), path=path) from None
     except OSError as exc:
-        raise FixFailed(f"unexpected error while changing {path}: {exc}; nothing after this point was changed", path=path) from None
+        raise FixFailed(
+            f"unexpected error while changing {path}: {exc}; nothing after this point was changed", path=path
+        ) from None
     result: dict[str, Any] = report.as_dict()
     result["owner_id"] = request.target.uid
     result["group_id"] = request.target.gid

@@ -1,6 +1,7 @@
 # Copyright: permfix.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""PRIVATE to the collection. Subordinate IDs: the detection (subid_info).
+# PRIVATE to the collection: these module_utils may change at any time; do not import them elsewhere.
+"""Subordinate IDs: the detection (subid_info).
 
 Missing, short, overlapping and malformed ranges of /etc/subuid and /etc/subgid, per user
 asked for and per rootless podman user, with what each user holds and the linux-system-roles
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 from ansible_collections.permfix.containers.plugins.module_utils._core.contracts import Detection
 from ansible_collections.permfix.containers.plugins.module_utils._core.errors import DetectionError, OptionError
@@ -63,10 +64,10 @@ class SubidInfoRequest:
     paths: SubidPaths = field(default_factory=SubidPaths)
     users: Sequence[str] = ()
     discover: bool = True
-    min_count: Optional[int] = None
-    required_id: Optional[int] = None
-    newuidmap_path: Optional[str] = None
-    newgidmap_path: Optional[str] = None
+    min_count: int | None = None
+    required_id: int | None = None
+    newuidmap_path: str | None = None
+    newgidmap_path: str | None = None
     proc_root: str = "/proc"
 
 
@@ -98,7 +99,11 @@ def subid_report(request: SubidInfoRequest, runner: Runner) -> dict[str, Any]:
     with_entries: dict[int, Account] = {}
     for kind in KINDS:
         subid_file = snap.files[kind]
-        suffix = "" if authoritative else f" (this file is not used: subordinate IDs come from the NSS source {snap.source!r})"
+        suffix = (
+            ""
+            if authoritative
+            else f" (this file is not used: subordinate IDs come from the NSS source {snap.source!r})"
+        )
         findings.extend(_line_findings(subid_file, suffix, authoritative))
         unknown: dict[str, list[int]] = {}
         for line in subid_file.entries:
@@ -145,7 +150,9 @@ def subid_report(request: SubidInfoRequest, runner: Runner) -> dict[str, Any]:
             if authoritative:
                 lines = indexes[kind].get(entry.uid, [])
                 ranges = [line.range for line in lines if line.range is not None]
-                listed: list[dict[str, Any]] = [dict(line.range.as_dict(), line=line.number) for line in lines if line.range is not None]
+                listed: list[dict[str, Any]] = [
+                    dict(line.range.as_dict(), line=line.number) for line in lines if line.range is not None
+                ]
             elif getsubids_exe is not None:
                 ranges = getsubids(runner, getsubids_exe, entry.name, kind)
                 listed = [dict(rng.as_dict(), line=None) for rng in ranges]
@@ -164,23 +171,38 @@ def subid_report(request: SubidInfoRequest, runner: Runner) -> dict[str, Any]:
                 "shortfall_required_id": max(0, (request.required_id or 0) - total),
             }
             if ranges:
-                (uid_info if kind == SUBUID else gid_info)[entry.name] = {"start": ranges[0].start, "range": ranges[0].count}
+                (uid_info if kind == SUBUID else gid_info)[entry.name] = {
+                    "start": ranges[0].start,
+                    "range": ranges[0].count,
+                }
             if authoritative or getsubids_exe is not None:
-                findings.extend(_user_findings(entry, kind, info[kind], snap.files[kind].path, uid in rootless, authoritative))
+                findings.extend(
+                    _user_findings(entry, kind, info[kind], snap.files[kind].path, uid in rootless, authoritative)
+                )
             if authoritative:
-                findings.extend(_own_overlap_findings(entry, kind, indexes[kind].get(entry.uid, []), snap.files[kind].path))
+                findings.extend(
+                    _own_overlap_findings(entry, kind, indexes[kind].get(entry.uid, []), snap.files[kind].path)
+                )
         if per_kind[SUBUID] and per_kind[SUBGID] and sorted(per_kind[SUBUID]) != sorted(per_kind[SUBGID]):
             uid_total, gid_total = union_size(per_kind[SUBUID]), union_size(per_kind[SUBGID])
             findings.append(
                 make_finding(
-                    "subid", "warning" if uid_total != gid_total else "info", entry.name,
+                    "subid",
+                    "warning" if uid_total != gid_total else "info",
+                    entry.name,
                     f"{entry.name}'s subordinate UIDs ({describe_ranges(per_kind[SUBUID])}, {uid_total} IDs) and GIDs "
                     f"({describe_ranges(per_kind[SUBGID])}, {gid_total} IDs) disagree"
                     + ("; a container can use only as many of each as it has" if uid_total != gid_total else ""),
-                    id_parts=("disagree",), user=entry.name,
-                    observed={"subuid": [r.as_dict() for r in per_kind[SUBUID]], "subgid": [r.as_dict() for r in per_kind[SUBGID]]},
+                    id_parts=("disagree",),
+                    user=entry.name,
+                    observed={
+                        "subuid": [r.as_dict() for r in per_kind[SUBUID]],
+                        "subgid": [r.as_dict() for r in per_kind[SUBGID]],
+                    },
                     fixable=uid_total != gid_total,
-                    fix=f"give {entry.name} {max(uid_total, gid_total)} of each (permfix.containers.subid)" if uid_total != gid_total else None,
+                    fix=f"give {entry.name} {max(uid_total, gid_total)} of each (permfix.containers.subid)"
+                    if uid_total != gid_total
+                    else None,
                 )
             )
         users[entry.name] = info
@@ -204,23 +226,34 @@ def subid_report(request: SubidInfoRequest, runner: Runner) -> dict[str, Any]:
             f"{request.paths.nsswitch} names {snap.source!r} as the source of subordinate IDs, so "
             f"{request.paths.subuid} and {request.paths.subgid} are not authoritative"
         )
-        message += "; ranges were read with getsubids" if getsubids_exe else "; getsubids is not installed, so no user's ranges could be read"
+        message += (
+            "; ranges were read with getsubids"
+            if getsubids_exe
+            else "; getsubids is not installed, so no user's ranges could be read"
+        )
         findings.append(
             make_finding(
                 "subid", "info" if getsubids_exe else "warning", request.paths.nsswitch, message,
                 id_parts=("nss_source",), observed={"source": snap.source, "getsubids": getsubids_exe},
             )
         )
-    return json_safe({
-        "users": users,
-        "findings": findings,
-        "podman_subuid_info": uid_info,
-        "podman_subgid_info": gid_info,
-        "source": {"nss": snap.source, "authoritative": authoritative, "getsubids": getsubids_exe, "nsswitch_path": request.paths.nsswitch},
-        "files": {kind: _file_summary(snap.files[kind], authoritative) for kind in KINDS},
-        "helpers": helpers,
-        "bounds": {kind: {"min": b.low, "max": b.high, "count": b.count} for kind, b in snap.bounds.items()},
-    })
+    return json_safe(
+        {
+            "users": users,
+            "findings": findings,
+            "podman_subuid_info": uid_info,
+            "podman_subgid_info": gid_info,
+            "source": {
+                "nss": snap.source,
+                "authoritative": authoritative,
+                "getsubids": getsubids_exe,
+                "nsswitch_path": request.paths.nsswitch,
+            },
+            "files": {kind: _file_summary(snap.files[kind], authoritative) for kind in KINDS},
+            "helpers": helpers,
+            "bounds": {kind: {"min": b.low, "max": b.high, "count": b.count} for kind, b in snap.bounds.items()},
+        }
+    )
 SUBID_INFO_ARGUMENT_SPEC: dict[str, Any] = {
     "users": {"type": "list", "elements": "str", "default": []},
     "discover": {"type": "bool", "default": True},
@@ -229,7 +262,9 @@ SUBID_INFO_ARGUMENT_SPEC: dict[str, Any] = {
     "newuidmap_path": {"type": "path"},
     "newgidmap_path": {"type": "path"},
 }
-SUBID_INFO_ARGUMENT_SPEC.update({name: {"type": "path", "default": default} for name, default in INFO_PATH_OPTIONS.items()})
+SUBID_INFO_ARGUMENT_SPEC.update(
+    {name: {"type": "path", "default": default} for name, default in INFO_PATH_OPTIONS.items()}
+)
 
 
 def subid_info_request(params: Mapping[str, Any]) -> SubidInfoRequest:
@@ -280,7 +315,7 @@ def _file_summary(subid_file: SubidFile, authoritative: bool) -> dict[str, Any]:
 def _line_findings(subid_file: SubidFile, suffix: str, authoritative: bool) -> list[dict[str, Any]]:
     findings = []
     kind = subid_file.kind
-    seen: dict[tuple[Optional[str], SubRange], list[int]] = {}
+    seen: dict[tuple[str | None, SubRange], list[int]] = {}
     for line in subid_file.lines:
         if line.kind == MALFORMED:
             findings.append(
@@ -312,37 +347,54 @@ def _line_findings(subid_file: SubidFile, suffix: str, authoritative: bool) -> l
         if len(numbers) > 1:
             findings.append(
                 make_finding(
-                    "subid", "info", subid_file.path,
-                    f"{subid_file.path} has the same range {owner}:{rng.start}:{rng.count} on lines {line_numbers(numbers)}; "
+                    "subid",
+                    "info",
+                    subid_file.path,
+                    f"{subid_file.path} has the same range {owner}:{rng.start}:{rng.count} "
+                    f"on lines {line_numbers(numbers)}; "
                     f"the copies add no IDs{suffix}",
-                    id_parts=("duplicate", kind, str(numbers[0])), user=owner,
+                    id_parts=("duplicate", kind, str(numbers[0])),
+                    user=owner,
                     observed={"lines": numbers, "range": rng.as_dict()},
                 )
             )
     return findings
 
 
-def _overlap_findings(subid_file: SubidFile, key: Callable[[SubidLine], Any], accounts: AccountDatabase) -> list[dict[str, Any]]:
+def _overlap_findings(
+    subid_file: SubidFile, key: Callable[[SubidLine], Any], accounts: AccountDatabase
+) -> list[dict[str, Any]]:
     findings = []
     word = ID_WORD[subid_file.kind]
     for overlap in find_overlaps(subid_file.entries, key):
         line = overlap.line
         rng = line.range if line.range is not None else SubRange(0, 0)
-        names = ", ".join(f"{other.owner} (line {other.number}, {other.range.describe()})" for other in overlap.examples)  # type: ignore[union-attr]
+        names = ", ".join(
+            f"{other.owner} (line {other.number}, {other.range.describe()})"  # type: ignore[union-attr]
+            for other in overlap.examples
+        )
         more = overlap.total - len(overlap.examples)
         owner_entry = accounts.resolve_user(line.owner or "")
         findings.append(
             make_finding(
-                "subid", "warning", line.owner or "?",
+                "subid",
+                "warning",
+                line.owner or "?",
                 f"subordinate {word}s {rng.describe()} of {line.owner} ({subid_file.path} line {line.number}) "
-                f"overlap the ranges of other users: {names}" + (f" and {more} more" if more > 0 else "")
+                f"overlap the ranges of other users: {names}"
+                + (f" and {more} more" if more > 0 else "")
                 + "; their containers share host IDs and can read and write each other's files. Reported, not fixed: "
                 "moving a range would orphan the files in the user's container storage",
                 id_parts=("overlap", subid_file.kind, str(line.number)),
                 user=owner_entry.name if owner_entry else line.owner,
                 observed={
-                    "line": line.number, "range": rng.as_dict(), "overlaps": overlap.total,
-                    "examples": [{"user": o.owner, "line": o.number, "range": o.range.as_dict()} for o in overlap.examples],  # type: ignore[union-attr]
+                    "line": line.number,
+                    "range": rng.as_dict(),
+                    "overlaps": overlap.total,
+                    "examples": [
+                        {"user": o.owner, "line": o.number, "range": o.range.as_dict()}  # type: ignore[union-attr]
+                        for o in overlap.examples
+                    ],
                 },
                 expected={"overlaps": 0},
             )
@@ -354,7 +406,12 @@ def _own_overlap_findings(entry: Account, kind: str, lines: Sequence[SubidLine],
     pairs = []
     for index, line in enumerate(lines):
         for other in lines[index + 1:]:
-            if line.range is not None and other.range is not None and line.range != other.range and line.range.overlaps(other.range):
+            if (
+                line.range is not None
+                and other.range is not None
+                and line.range != other.range
+                and line.range.overlaps(other.range)
+            ):
                 pairs.append((line.number, other.number))
     if not pairs:
         return []
@@ -390,14 +447,22 @@ def _account_id_findings(subid_file: SubidFile, accounts: AccountDatabase, kind:
         more = len(inside) - len(described)
         findings.append(
             make_finding(
-                "subid", "warning", line.owner or "?",
-                f"subordinate {word}s {rng.describe()} of {line.owner} ({subid_file.path} line {line.number}) contain the "
+                "subid",
+                "warning",
+                line.owner or "?",
+                f"subordinate {word}s {rng.describe()} of {line.owner} ({subid_file.path} line {line.number}) "
+                "contain the "
                 f"{word}{'s' if len(inside) > 1 else ''} of existing accounts: {', '.join(described)}"
                 + (f" and {more} more" if more > 0 else "")
                 + f"; a container of {line.owner} can act as those accounts on the host's files",
                 id_parts=("contains_account", kind, str(line.number)),
                 user=owner.name if owner else line.owner,
-                observed={"line": line.number, "range": rng.as_dict(), "ids": inside[:MAX_EXAMPLES], "count": len(inside)},
+                observed={
+                    "line": line.number,
+                    "range": rng.as_dict(),
+                    "ids": inside[:MAX_EXAMPLES],
+                    "count": len(inside),
+                },
                 expected={"ids": []},
             )
         )

@@ -1,6 +1,7 @@
 # Copyright: permfix.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""PRIVATE to the collection. Subordinate IDs: the fix (subid).
+# PRIVATE to the collection: these module_utils may change at any time; do not import them elsewhere.
+"""Subordinate IDs: the fix (subid).
 
 The allocator never moves or shrinks a range: it widens one in place when the IDs after it
 are free, otherwise it adds the first free block within SUB_UID_MIN..SUB_UID_MAX (as shadow's
@@ -17,7 +18,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 from ansible_collections.permfix.containers.plugins.module_utils._core.atomic import (
     SerialLock,
@@ -73,9 +74,9 @@ class RangeChange:
 
     kind: str
     action: str
-    before: Optional[SubRange]
+    before: SubRange | None
     after: SubRange
-    line: Optional[int] = None
+    line: int | None = None
 
     @property
     def added(self) -> SubRange:
@@ -159,7 +160,7 @@ def _widen(
     need: int,
     occupied: Sequence[tuple[int, int]],
     bounds: IdBounds,
-) -> Optional[RangeChange]:
+) -> RangeChange | None:
     for line in mine:
         rng = line.range
         if not line.canonical or rng is None:
@@ -201,7 +202,7 @@ def apply_range_changes(subid_file: SubidFile, owner: str, changes: Sequence[Ran
 @dataclass
 class SubidFixRequest:
     user: str
-    counts: Optional[Mapping[str, int]] = None
+    counts: Mapping[str, int] | None = None
     paths: SubidPaths = field(default_factory=SubidPaths)
     migrate: str = MIGRATE_ON_CHANGE
     proc_root: str = "/proc"
@@ -215,7 +216,7 @@ class EnsureResult:
     after: dict[str, str]
     ranges: dict[str, list[SubRange]]
     wanted: dict[str, int]
-    method: Optional[str] = None
+    method: str | None = None
     backups: dict[str, str] = field(default_factory=dict)
     migrate: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
@@ -225,7 +226,7 @@ class EnsureResult:
         return any(self.changes[kind] for kind in KINDS)
 
 
-def usermod_path() -> Optional[str]:
+def usermod_path() -> str | None:
     return shutil.which("usermod") or shutil.which("usermod", path="/usr/sbin:/usr/bin:/sbin:/bin")
 
 
@@ -239,7 +240,7 @@ def ensure_subids(
     runner: Runner,
     *,
     check_mode: bool,
-    backup: Optional[Callable[[str], str]] = None,
+    backup: Callable[[str], str] | None = None,
 ) -> EnsureResult:
     """Make sure the user holds at least the wanted number of subordinate UIDs and GIDs.
 
@@ -288,7 +289,10 @@ def ensure_subids(
 
 def _result(snap: Snapshot, user: Account, wanted: dict[str, int], plan: dict[str, list[RangeChange]]) -> EnsureResult:
     before = {kind: snap.files[kind].text for kind in KINDS}
-    after = {kind: apply_range_changes(snap.files[kind], user.name, plan[kind]) if plan[kind] else before[kind] for kind in KINDS}
+    after = {
+        kind: apply_range_changes(snap.files[kind], user.name, plan[kind]) if plan[kind] else before[kind]
+        for kind in KINDS
+    }
     ranges = {}
     for kind in KINDS:
         current = [line.range for line in snap.files[kind].lines_of(user, snap.accounts) if line.range is not None]
@@ -297,7 +301,9 @@ def _result(snap: Snapshot, user: Account, wanted: dict[str, int], plan: dict[st
     return EnsureResult(user, plan, before, after, ranges, wanted)
 
 
-def _usermod_applies(snap: Snapshot, user: Account, plan: Mapping[str, list[RangeChange]], runner: Runner) -> Optional[str]:
+def _usermod_applies(
+    snap: Snapshot, user: Account, plan: Mapping[str, list[RangeChange]], runner: Runner
+) -> str | None:
     """usermod's path when it can make this change: only additions, to the system files, for a
     user of /etc/passwd (usermod edits only local accounts), with a usermod that knows
     --add-subuids. None otherwise."""
@@ -313,7 +319,7 @@ def _usermod_applies(snap: Snapshot, user: Account, plan: Mapping[str, list[Rang
     return executable
 
 
-def _write_files(snap: Snapshot, result: EnsureResult, backup: Optional[Callable[[str], str]]) -> None:
+def _write_files(snap: Snapshot, result: EnsureResult, backup: Callable[[str], str] | None) -> None:
     for kind in KINDS:
         if not result.changes[kind]:
             continue
@@ -327,7 +333,7 @@ def _write_files(snap: Snapshot, result: EnsureResult, backup: Optional[Callable
 
 
 def _run_usermod(
-    snap: Snapshot, result: EnsureResult, executable: str, runner: Runner, backup: Optional[Callable[[str], str]]
+    snap: Snapshot, result: EnsureResult, executable: str, runner: Runner, backup: Callable[[str], str] | None
 ) -> None:
     argv = [executable]
     for kind in KINDS:
@@ -352,7 +358,8 @@ def _run_usermod(
         missing = [c.after for c in result.changes[kind] if c.after not in have]
         if missing:
             raise SubidError(
-                f"usermod reported success but {snap.paths.of(kind)} lacks {describe_ranges(missing)} for {result.user.name}"
+                f"usermod reported success but {snap.paths.of(kind)} lacks {describe_ranges(missing)} "
+                f"for {result.user.name}"
             )
         for change in result.changes[kind]:
             for line in written.entries:
@@ -363,7 +370,10 @@ def _run_usermod(
         undo = [executable]
         for kind in KINDS:
             for change in result.changes[kind]:
-                undo += ["--del-subuids" if kind == SUBUID else "--del-subgids", f"{change.after.start}-{change.after.last}"]
+                undo += [
+                    "--del-subuids" if kind == SUBUID else "--del-subgids",
+                    f"{change.after.start}-{change.after.last}",
+                ]
         undo.append(result.user.name)
         rc, stdout, stderr = runner(undo, "/")
         undone = "they were removed again" if rc == 0 else f"removing them again failed ({(stderr or stdout).strip()})"
@@ -390,7 +400,9 @@ def _overlap_warnings(snap: Snapshot, user: Account, result: EnsureResult) -> No
                 break
 
 
-def _migrate(request: SubidFixRequest, user: Account, changed: bool, runner: Runner, check_mode: bool) -> dict[str, Any]:
+def _migrate(
+    request: SubidFixRequest, user: Account, changed: bool, runner: Runner, check_mode: bool
+) -> dict[str, Any]:
     """Run ``podman system migrate`` as the user when its ranges changed (or always)."""
     outcome: dict[str, Any] = {"ran": False, "would_run": False, "rc": None, "stdout": "", "stderr": "", "reason": None}
     if request.migrate == MIGRATE_NEVER:
@@ -434,7 +446,11 @@ class SubidModuleRequest:
 SUBID_ARGUMENT_SPEC: dict[str, Any] = {
     "name": {"type": "str", "required": True, "aliases": ["user"]},
     "count": {"type": "int"},
-    "migrate": {"type": "str", "choices": [MIGRATE_ON_CHANGE, MIGRATE_ALWAYS, MIGRATE_NEVER], "default": MIGRATE_ON_CHANGE},
+    "migrate": {
+        "type": "str",
+        "choices": [MIGRATE_ON_CHANGE, MIGRATE_ALWAYS, MIGRATE_NEVER],
+        "default": MIGRATE_ON_CHANGE,
+    },
     "backup": {"type": "bool", "default": False},
     **{name: {"type": "path", "default": default} for name, default in INFO_PATH_OPTIONS.items()},
 }
@@ -474,7 +490,12 @@ def _outcome(result: EnsureResult) -> dict[str, Any]:
 
 def _diff(result: EnsureResult, paths: SubidPaths) -> list[dict[str, str]]:
     return [
-        {"before_header": paths.of(kind), "after_header": paths.of(kind), "before": result.before[kind], "after": result.after[kind]}
+        {
+            "before_header": paths.of(kind),
+            "after_header": paths.of(kind),
+            "before": result.before[kind],
+            "after": result.after[kind],
+        }
         for kind in KINDS
         if result.changes[kind]
     ]
@@ -482,9 +503,13 @@ def _diff(result: EnsureResult, paths: SubidPaths) -> list[dict[str, str]]:
 
 def run_subid(request: SubidModuleRequest, runner: Runner, check_mode: bool, diff: bool) -> dict[str, Any]:
     """Everything the subid module returns; FixFailed when ``podman system migrate`` failed."""
-    result = ensure_subids(request.ensure, runner, check_mode=check_mode, backup=backup_copy if request.backup else None)
+    result = ensure_subids(
+        request.ensure, runner, check_mode=check_mode, backup=backup_copy if request.backup else None
+    )
     changed = result.changed_ranges or bool(result.migrate.get("would_run"))
-    values = dict(_outcome(result), changed=changed, diff=_diff(result, request.ensure.paths), warnings=list(result.warnings))
+    values = dict(
+        _outcome(result), changed=changed, diff=_diff(result, request.ensure.paths), warnings=list(result.warnings)
+    )
     if result.migrate.get("ran") and result.migrate.get("rc") != 0:
         written = "its new ranges are written, but " if result.changed_ranges else ""
         raise FixFailed(

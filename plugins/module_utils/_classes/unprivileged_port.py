@@ -1,6 +1,7 @@
 # Copyright: permfix.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""PRIVATE to the collection. Unprivileged ports: which host ports rootless containers publish, and what blocks them.
+# PRIVATE to the collection: these module_utils may change at any time; do not import them elsewhere.
+"""Unprivileged ports: which host ports rootless containers publish, and what blocks them.
 
 Rootless podman (rootlessport) and rootless Docker (rootlesskit) bind published host ports
 as an ordinary user in the host's network namespace, so every host port below
@@ -22,7 +23,7 @@ import pwd
 import stat
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from ansible_collections.permfix.containers.plugins.module_utils._core.contracts import Detection, Fix
 from ansible_collections.permfix.containers.plugins.module_utils._core.errors import (
@@ -97,11 +98,11 @@ class PublishedPort:
     end: int
     protocol: str
     source: str  # "podman", "docker" or "declared"
-    container: Optional[str] = None
-    user: Optional[str] = None
+    container: str | None = None
+    user: str | None = None
 
     @property
-    def engine(self) -> Optional[str]:
+    def engine(self) -> str | None:
         return None if self.source == "declared" else self.source
 
     def label(self) -> str:
@@ -125,7 +126,7 @@ class PublishedPort:
         }
 
 
-def _as_port(value: Any) -> Optional[int]:
+def _as_port(value: Any) -> int | None:
     try:
         number = int(str(value).strip())
     except (TypeError, ValueError):
@@ -190,16 +191,20 @@ def declared_ports(ports: Iterable[int]) -> list[PublishedPort]:
 
 def unique(ports: Iterable[PublishedPort]) -> list[PublishedPort]:
     """Ports without duplicates (a pod's infra container and its members repeat them), sorted."""
-    return sorted(set(ports), key=lambda item: (item.port, item.source, item.user or "", item.container or "", item.protocol))
+    return sorted(
+        set(ports), key=lambda item: (item.port, item.source, item.user or "", item.container or "", item.protocol)
+    )
 
 
-def needed_value(ports: Iterable[PublishedPort]) -> Optional[int]:
+def needed_value(ports: Iterable[PublishedPort]) -> int | None:
     """The lowest privileged host port that is needed, None when every port is >= 1024."""
     privileged = [item.port for item in ports if item.port < PRIVILEGED_LIMIT]
     return min(privileged) if privileged else None
 
 
-def rootless_docker_sockets(accounts: Optional[Iterable[Account]] = None, template: str = ROOTLESS_DOCKER_SOCKET) -> list[tuple[Account, str]]:
+def rootless_docker_sockets(
+    accounts: Iterable[Account] | None = None, template: str = ROOTLESS_DOCKER_SOCKET
+) -> list[tuple[Account, str]]:
     """Users other than root with a rootless Docker socket, and the socket's path."""
     if accounts is None:
         accounts = [Account.from_pwd(entry) for entry in pwd.getpwall()]
@@ -250,12 +255,12 @@ class HostState:
 
     runtime: Runtime
     resolution: Resolution
-    local_port_range: Optional[tuple[int, int]]
+    local_port_range: tuple[int, int] | None
     ports: list[PublishedPort]
     warnings: list[str] = field(default_factory=list)
 
     @property
-    def needed(self) -> Optional[int]:
+    def needed(self) -> int | None:
         return needed_value(self.ports)
 
     def needed_dict(self) -> dict[str, Any]:
@@ -281,7 +286,7 @@ def inspect_host(
     ports: Sequence[int] = (),
     discover: bool = True,
     sysctl_dirs: Sequence[str] = DEFAULT_SYSCTL_DIRS,
-    sysctl_conf: Optional[str] = DEFAULT_SYSCTL_CONF,
+    sysctl_conf: str | None = DEFAULT_SYSCTL_CONF,
     proc_path: str = DEFAULT_PROC_PATH,
     local_port_range_path: str = DEFAULT_LOCAL_PORT_RANGE_PATH,
 ) -> HostState:
@@ -331,7 +336,12 @@ def port_info(request: Mapping[str, Any], runner: Runner) -> dict[str, Any]:
 
 
 PORT_INFO = Detection(
-    "unprivileged_port", "unprivileged_port_info", PORT_INFO_ARGUMENT_SPEC, port_info_request, port_info, warnings_from="notes"
+    "unprivileged_port",
+    "unprivileged_port_info",
+    PORT_INFO_ARGUMENT_SPEC,
+    port_info_request,
+    port_info,
+    warnings_from="notes",
 )
 
 
@@ -458,8 +468,11 @@ def build_findings(state: HostState) -> list[dict[str, Any]]:
         if not assignment.valid:
             findings.append(
                 make_finding(
-                    FINDING_CLASS, "warning", key,
-                    f"{assignment.path} line {assignment.line} sets {key} to {assignment.raw_value!r}, which the kernel refuses "
+                    FINDING_CLASS,
+                    "warning",
+                    key,
+                    f"{assignment.path} line {assignment.line} sets {key} to {assignment.raw_value!r}, "
+                    "which the kernel refuses "
                     f"(a number from {PORT_MIN} to {PORT_MAX} is expected); sysctl --system reports an error for it",
                     id_parts=("invalid", f"{assignment.path}:{assignment.line}"),
                     observed={"path": assignment.path, "line": assignment.line, "value": assignment.raw_value},
@@ -497,9 +510,9 @@ PORT_FIX_ARGUMENT_SPEC: dict[str, Any] = dict(
 class FixPlan:
     """What the fix module does: runtime value and file changes, with the reasons."""
 
-    target: Optional[int]
-    runtime_before: Optional[int]
-    runtime_after: Optional[int]
+    target: int | None
+    runtime_before: int | None
+    runtime_after: int | None
     persisted_before: int
     persisted_after: int
     changes: list[FileChange]
@@ -514,7 +527,7 @@ class FixPlan:
         return self.runtime_changes or bool(self.changes)
 
 
-def choose_target(state: HostState, value: Optional[int]) -> Optional[int]:
+def choose_target(state: HostState, value: int | None) -> int | None:
     """The value to set: the explicit ``value``, else the lowest needed port (None: nothing needed)."""
     if value is not None:
         if isinstance(value, bool) or not isinstance(value, int) or not PORT_MIN <= value <= PORT_MAX:
@@ -526,11 +539,11 @@ def choose_target(state: HostState, value: Optional[int]) -> Optional[int]:
 def plan_fix(
     state: HostState,
     *,
-    value: Optional[int] = None,
+    value: int | None = None,
     allow_raise: bool = False,
     persist_mode: str = "dropin",
     sysctl_dirs: Sequence[str] = DEFAULT_SYSCTL_DIRS,
-    sysctl_conf: Optional[str] = DEFAULT_SYSCTL_CONF,
+    sysctl_conf: str | None = DEFAULT_SYSCTL_CONF,
     dropin_name: str = DROPIN_NAME,
 ) -> FixPlan:
     """Decide the runtime value and the file changes; PortsError/SysctlError when it cannot be done."""

@@ -1,6 +1,7 @@
 # Copyright: permfix.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""PRIVATE to the collection. Changing files safely: atomic replacement, backups, and the locks shadow-utils honours.
+# PRIVATE to the collection: these module_utils may change at any time; do not import them elsewhere.
+"""Changing files safely: atomic replacement, backups, and the locks shadow-utils honours.
 
 :func:`write_atomically` writes a temporary file in the same directory (same owner, mode and
 SELinux label, flushed), renames it over the file and flushes the directory, so a reader sees
@@ -20,7 +21,6 @@ import stat
 import tempfile
 import time
 from collections.abc import Sequence
-from typing import Optional
 
 from ansible_collections.permfix.containers.plugins.module_utils._core.errors import LockError
 
@@ -50,12 +50,14 @@ class SerialLock:
     """An exclusive flock of our own, held across read, allocate and write, so that two runs
     (whatever writer they use) never pick the same free block."""
 
-    def __init__(self, timeout: float = 60.0, directory: Optional[str] = None) -> None:
+    def __init__(self, timeout: float = 60.0, directory: str | None = None) -> None:
         self.timeout = timeout
         if directory is None:
-            directory = next((d for d in SERIAL_LOCK_DIRS if os.path.isdir(d) and os.access(d, os.W_OK)), tempfile.gettempdir())
+            directory = next(
+                (d for d in SERIAL_LOCK_DIRS if os.path.isdir(d) and os.access(d, os.W_OK)), tempfile.gettempdir()
+            )
         self.path = os.path.join(directory, SERIAL_LOCK_NAME)
-        self._fd: Optional[int] = None
+        self._fd: int | None = None
 
     def __enter__(self) -> SerialLock:
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
@@ -67,7 +69,9 @@ class SerialLock:
             except OSError as exc:
                 if exc.errno not in (errno.EAGAIN, errno.EACCES) or time.monotonic() > deadline:
                     os.close(fd)
-                    raise LockError(f"another run holds {self.path} for more than {self.timeout:.0f} seconds; try again") from exc
+                    raise LockError(
+                        f"another run holds {self.path} for more than {self.timeout:.0f} seconds; try again"
+                    ) from exc
                 time.sleep(0.05)
         self._fd = fd
         return self
@@ -176,7 +180,7 @@ class ShadowLock:
                 pass
 
 
-def _lock_holder(lock: str) -> Optional[int]:
+def _lock_holder(lock: str) -> int | None:
     try:
         with open(lock, encoding="ascii", errors="replace") as handle:
             text = handle.read().strip()
@@ -206,7 +210,7 @@ def write_atomically(path: str, text: str, mode: int = 0o644) -> None:
     """
     directory = os.path.dirname(os.path.abspath(path))
     try:
-        current: Optional[os.stat_result] = os.stat(path)
+        current: os.stat_result | None = os.stat(path)
     except FileNotFoundError:
         current = None
     fd, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", dir=directory)

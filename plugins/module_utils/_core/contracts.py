@@ -1,6 +1,7 @@
 # Copyright: permfix.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""PRIVATE to the collection. The two contracts every module is written against: Detection and Fix.
+# PRIVATE to the collection: these module_utils may change at any time; do not import them elsewhere.
+"""The two contracts every module is written against: Detection and Fix.
 
 A :class:`Detection` is what one read-only ``*_info`` module does, cut in two so that a caller
 can validate every option before anything runs:
@@ -25,7 +26,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, NoReturn, Optional
+from typing import Any, Callable, NoReturn
 
 from ansible_collections.permfix.containers.plugins.module_utils._core.errors import PermfixError
 from ansible_collections.permfix.containers.plugins.module_utils._core.jsonsafe import json_safe
@@ -46,7 +47,7 @@ class Detection:
     request: Callable[[Mapping[str, Any]], Any]
     run: Callable[[Any, Runner], dict[str, Any]]
     docker_scoped: bool = False  # its request has an ``engines`` tuple that may name docker
-    warnings_from: Optional[str] = None
+    warnings_from: str | None = None
 
     def defaults(self) -> dict[str, Any]:
         """The parameters the module gets when no option is set."""

@@ -1,6 +1,7 @@
 # Copyright: permfix.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""PRIVATE to the collection. The one exception base of permfix.containers' module_utils.
+# PRIVATE to the collection: these module_utils may change at any time; do not import them elsewhere.
+"""The one exception base of permfix.containers' module_utils.
 
 Every error a module_util raises on purpose is a :class:`PermfixError` (directly or through a
 subclass named after where it comes from: ``SubidError``, ``DockerEngineError``...). Its message

@@ -1,6 +1,7 @@
 # Copyright: permfix.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""PRIVATE to the collection. Findings: the one record every detection in permfix.containers returns.
+# PRIVATE to the collection: these module_utils may change at any time; do not import them elsewhere.
+"""Findings: the one record every detection in permfix.containers returns.
 
 A finding is a plain dict (so it crosses the module/controller boundary as JSON) with the
 keys of ``FINDING_KEYS``; build one with :func:`make_finding` so that the ``id`` is stable
@@ -10,7 +11,7 @@ across runs and the values are checked.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any, Optional
+from typing import Any
 
 from ansible_collections.permfix.containers.plugins.module_utils._core.errors import PermfixError
 
@@ -39,7 +40,7 @@ class FindingError(PermfixError, ValueError):
     """A finding was built with a value outside the schema."""
 
 
-def make_id(finding_class: str, *parts: Optional[str]) -> str:
+def make_id(finding_class: str, *parts: str | None) -> str:
     """Return a stable id: the class, then the non-empty parts, joined with ``:``.
 
     The parts name what the finding is about (a container, a kind of problem, a path);
@@ -54,14 +55,14 @@ def make_finding(
     subject: str,
     message: str,
     *,
-    id_parts: Iterable[Optional[str]] = (),
-    container: Optional[str] = None,
-    engine: Optional[str] = None,
-    user: Optional[str] = None,
-    observed: Optional[Mapping[str, Any]] = None,
-    expected: Optional[Mapping[str, Any]] = None,
+    id_parts: Iterable[str | None] = (),
+    container: str | None = None,
+    engine: str | None = None,
+    user: str | None = None,
+    observed: Mapping[str, Any] | None = None,
+    expected: Mapping[str, Any] | None = None,
     fixable: bool = False,
-    fix: Optional[str] = None,
+    fix: str | None = None,
 ) -> dict[str, Any]:
     """Build one finding in the report schema.
 

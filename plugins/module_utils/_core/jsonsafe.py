@@ -1,6 +1,7 @@
 # Copyright: permfix.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""PRIVATE to the collection. Values made safe for JSON: text that came in with surrogate escapes (bytes that are not UTF-8,
+# PRIVATE to the collection: these module_utils may change at any time; do not import them elsewhere.
+"""Values made safe for JSON: text that came in with surrogate escapes (bytes that are not UTF-8,
 in names read from files) shown as ``\\xNN`` instead of breaking the module's output.
 """
 

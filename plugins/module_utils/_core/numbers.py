@@ -1,6 +1,7 @@
 # Copyright: permfix.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""PRIVATE to the collection. Numbers as C and the kernel read them, and the limits of ids.
+# PRIVATE to the collection: these module_utils may change at any time; do not import them elsewhere.
+"""Numbers as C and the kernel read them, and the limits of ids.
 
 One parser for C's base-0 integers (``0x`` hex, leading-``0`` octal, decimal, after optional
 white space and a sign), read the way the two consumers need: :func:`parse_c_number` like
@@ -11,7 +12,6 @@ white space and a sign), read the way the two consumers need: :func:`parse_c_num
 from __future__ import annotations
 
 import re
-from typing import Optional, Tuple
 
 from ansible_collections.permfix.containers.plugins.module_utils._core.errors import OptionError
 
@@ -25,7 +25,7 @@ ULONG_MAX = 2**64 - 1
 _C_NUMBER = re.compile(r"^[ \t\n\v\f\r]*([+-]?)(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)$")
 
 
-def _c_number(text: str) -> Optional[Tuple[str, int]]:
+def _c_number(text: str) -> tuple[str, int] | None:
     """The sign and the magnitude of a C base-0 integer, None when ``text`` is not one."""
     match = _C_NUMBER.match(text)
     if match is None:
@@ -38,7 +38,7 @@ def _c_number(text: str) -> Optional[Tuple[str, int]]:
     return sign, int(digits)
 
 
-def parse_c_number(text: str) -> Optional[int]:
+def parse_c_number(text: str) -> int | None:
     """Read ``text`` as C's strtol with base 0 does (0x hex, leading-0 octal, decimal).
 
     Leading white space and a sign are accepted; anything after the digits is not.
@@ -51,7 +51,7 @@ def parse_c_number(text: str) -> Optional[int]:
     return -value if sign == "-" else value
 
 
-def strtoul(text: str) -> Optional[int]:
+def strtoul(text: str) -> int | None:
     """``text`` read as shadow-utils' getulong() reads it (strtoul, base 0); None when it rejects it."""
     parsed = _c_number(text)
     if parsed is None:

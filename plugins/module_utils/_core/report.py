@@ -1,7 +1,7 @@
 # Copyright: permfix.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""PRIVATE to the collection. The audit report: report.json (schema permfix.report/v1) and report.md, built on the controller.
-"""
+# PRIVATE to the collection: these module_utils may change at any time; do not import them elsewhere.
+"""The audit report: report.json (schema permfix.report/v1) and report.md, built on the controller."""
 
 from __future__ import annotations
 
@@ -75,8 +75,13 @@ def summary_lines(report: Mapping[str, Any]) -> list[str]:
         counts = count_by(entry["findings"], "severity", SEVERITIES)
         rows.append((name, "yes" if entry["reachable"] else "NO", *(str(counts[s]) for s in SEVERITIES)))
     totals = report["summary"]["findings"]
-    rows.append(("total", f"{report['summary']['hosts'] - report['summary']['unreachable']}/{report['summary']['hosts']}",
-                 *(str(totals[s]) for s in SEVERITIES)))
+    rows.append(
+        (
+            "total",
+            f"{report['summary']['hosts'] - report['summary']['unreachable']}/{report['summary']['hosts']}",
+            *(str(totals[s]) for s in SEVERITIES),
+        )
+    )
     widths = [max(len(row[index]) for row in rows) for index in range(len(rows[0]))]
     return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
 

@@ -1,6 +1,7 @@
 # Copyright: permfix.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""PRIVATE to the collection. How module_utils run commands and look at processes.
+# PRIVATE to the collection: these module_utils may change at any time; do not import them elsewhere.
+"""How module_utils run commands and look at processes.
 
 Every external command goes through a :data:`Runner`: ``module_runner(module)`` wraps
 ``AnsibleModule.run_command`` (output decoded with surrogate escapes, so bytes survive), and
@@ -15,9 +16,9 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, Tuple
+from typing import Any, Callable, Optional
 
-Runner = Callable[[Sequence[str], Optional[str]], Tuple[int, str, str]]
+Runner = Callable[[Sequence[str], Optional[str]], tuple[int, str, str]]
 """Runs argv with a working directory and returns (rc, stdout, stderr): see module_runner."""
 
 
@@ -32,7 +33,7 @@ class CommandResult:
 def module_runner(module: Any) -> Runner:
     """A Runner backed by ``AnsibleModule.run_command`` (what every module passes in)."""
 
-    def run(argv: Sequence[str], cwd: Optional[str]) -> tuple[int, str, str]:
+    def run(argv: Sequence[str], cwd: str | None) -> tuple[int, str, str]:
         rc, stdout, stderr = module.run_command(list(argv), cwd=cwd)
         return rc, stdout, stderr
 
@@ -45,7 +46,7 @@ class Process:
 
     pid: int
     uid: int
-    argv: Tuple[str, ...]
+    argv: tuple[str, ...]
 
 
 def proc_by_comm(comm: str, proc_root: str = "/proc") -> list[Process]:

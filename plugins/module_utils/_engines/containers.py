@@ -1,6 +1,7 @@
 # Copyright: permfix.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""PRIVATE to the collection. Containers of every engine in one model: who they run as, how their ids map, what they mount.
+# PRIVATE to the collection: these module_utils may change at any time; do not import them elsewhere.
+"""Containers of every engine in one model: who they run as, how their ids map, what they mount.
 
 Docker containers come from the Docker SDK (:mod:`._docker`); podman containers from
 ``podman ps -a --format json`` and ``podman container inspect``, as root and as each
@@ -27,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Optional, Tuple
+from typing import Any
 
 from ansible_collections.permfix.containers.plugins.module_utils._core.errors import PermfixError
 from ansible_collections.permfix.containers.plugins.module_utils._core.runner import Runner
@@ -66,7 +67,7 @@ class Mount:
     source: str
     destination: str
     rw: bool
-    options: Tuple[str, ...] = ()
+    options: tuple[str, ...] = ()
 
     @property
     def access(self) -> str:
@@ -82,25 +83,25 @@ class Container:
     name: str
     state: str
     running: bool
-    pid: Optional[int]
+    pid: int | None
     image: str
     user: str  # the effective --user value ("" is root)
     user_source: str  # container, image or default
     mounts: list[Mount] = field(default_factory=list)
-    group_add: Tuple[str, ...] = ()
-    cap_add: Tuple[str, ...] = ()
-    cap_drop: Tuple[str, ...] = ()
+    group_add: tuple[str, ...] = ()
+    cap_add: tuple[str, ...] = ()
+    cap_drop: tuple[str, ...] = ()
     privileged: bool = False
     userns_mode: str = ""
-    account: Optional[Account] = None  # the rootless podman user; None for rootful engines
+    account: Account | None = None  # the rootless podman user; None for rootful engines
     uid_map: IdMap = IDENTITY
     gid_map: IdMap = IDENTITY
     map_source: str = "identity"  # kernel, engine, computed or identity
-    accounts: Optional[AccountDatabase] = None  # the container's /etc/passwd and /etc/group
+    accounts: AccountDatabase | None = None  # the container's /etc/passwd and /etc/group
     notes: list[str] = field(default_factory=list)
 
     @property
-    def owner(self) -> Optional[str]:
+    def owner(self) -> str | None:
         """The rootless podman user's name, None for a rootful container."""
         return self.account.name if self.account is not None else None
 
@@ -126,7 +127,7 @@ def _cap_name(cap: str) -> str:
     return name[4:] if name.startswith("CAP_") else name
 
 
-def _strings(values: Any) -> Tuple[str, ...]:
+def _strings(values: Any) -> tuple[str, ...]:
     if not values:
         return ()
     if isinstance(values, str):
@@ -143,7 +144,8 @@ def _mounts(data: Sequence[Mapping[str, Any]]) -> list[Mount]:
                 source=str(item.get("Source") or ""),
                 destination=str(item.get("Destination") or ""),
                 rw=bool(item.get("RW", True)),
-                options=_strings(item.get("Options")) + tuple(part for part in str(item.get("Mode") or "").split(",") if part),
+                options=_strings(item.get("Options"))
+                + tuple(part for part in str(item.get("Mode") or "").split(",") if part),
             )
         )
     return mounts
@@ -159,8 +161,8 @@ def _name(data: Mapping[str, Any]) -> str:
 
 def container_from_docker(
     data: Mapping[str, Any],
-    image: Optional[Mapping[str, Any]] = None,
-    remap: Optional[Tuple[IdMap, IdMap]] = None,
+    image: Mapping[str, Any] | None = None,
+    remap: tuple[IdMap, IdMap] | None = None,
 ) -> Container:
     """The model of a Docker container from its inspect data (pure).
 
@@ -199,7 +201,7 @@ def container_from_docker(
 
 def docker_containers(
     engine: DockerEngine,
-    remap: Optional[Tuple[IdMap, IdMap]] = None,
+    remap: tuple[IdMap, IdMap] | None = None,
     names: Iterable[str] = (),
     read_accounts: bool = True,
 ) -> list[Container]:
@@ -245,8 +247,8 @@ def _selected(data: Mapping[str, Any], wanted: set) -> bool:
 
 def container_from_podman(
     data: Mapping[str, Any],
-    account: Optional[Account] = None,
-    rootless_ns: Optional[Tuple[IdMap, IdMap]] = None,
+    account: Account | None = None,
+    rootless_ns: tuple[IdMap, IdMap] | None = None,
     image_user: str = "",
 ) -> Container:
     """The model of a podman container from its inspect data (pure).
@@ -300,14 +302,14 @@ def container_from_podman(
     return container
 
 
-def podman_read_file(runner: Runner, container_id: str, path: str, account: Optional[Account]) -> Optional[str]:
+def podman_read_file(runner: Runner, container_id: str, path: str, account: Account | None) -> str | None:
     """The text of ``path`` in a podman container (running or stopped), None when absent.
 
     ``podman cp CTR:PATH -`` writes a tar archive on stdout; the Runner decodes output with
     surrogate escapes (AnsibleModule.run_command does), so the bytes come back intact.
     """
 
-    def fetch(current: str) -> Optional[bytes]:
+    def fetch(current: str) -> bytes | None:
         result = run_podman(runner, ["cp", f"{container_id}:{current}", "-"], account, check=False)
         if result.rc != 0:
             if "no such file" in result.stderr.lower() or "not exist" in result.stderr.lower():
@@ -323,11 +325,11 @@ def podman_read_file(runner: Runner, container_id: str, path: str, account: Opti
 
 def podman_containers(
     runner: Runner,
-    account: Optional[Account] = None,
+    account: Account | None = None,
     names: Iterable[str] = (),
     read_accounts: bool = True,
-    rootless_ns: Optional[Tuple[IdMap, IdMap]] = None,
-) -> Tuple[list[Container], list[str]]:
+    rootless_ns: tuple[IdMap, IdMap] | None = None,
+) -> tuple[list[Container], list[str]]:
     """Every podman container of root (``account`` None) or of a rootless user, and notes.
 
     ``rootless_ns`` is the user's namespace when the caller knows it already (else it is learnt
@@ -378,7 +380,7 @@ def podman_containers(
     return containers, notes
 
 
-def _podman_image_user(runner: Runner, image_id: str, account: Optional[Account]) -> str:
+def _podman_image_user(runner: Runner, image_id: str, account: Account | None) -> str:
     try:
         data = podman_json(runner, ["image", "inspect", image_id], account)
     except PodmanError:
@@ -404,14 +406,16 @@ class UnmappedIdentity(UnknownIdentity):
     """A container's user or group is not mapped to any host id by its user namespace."""
 
 
-def host_identity(container: Container) -> Tuple[ProcessIdentity, HostIdentity]:
+def host_identity(container: Container) -> tuple[ProcessIdentity, HostIdentity]:
     """The ids a container's process runs with, and the host identity they map to: the one mapping
     of a container's user to host ids that every detection uses.
 
     Raises IdentityError (the user or a group is not in the container's files), UnknownIdentity
     (the container's user namespace is unknown) or UnmappedIdentity.
     """
-    identity = resolve_identity(container.user, container.accounts, container.group_add, where=f"container {container.name}")
+    identity = resolve_identity(
+        container.user, container.accounts, container.group_add, where=f"container {container.name}"
+    )
     if container.map_source == "unknown":
         raise UnknownIdentity("its user namespace could not be determined", identity)
     host_uid = container.uid_map.to_host(identity.uid)

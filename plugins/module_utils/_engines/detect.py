@@ -1,6 +1,7 @@
 # Copyright: permfix.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""PRIVATE to the collection. Which container engines a host has: Docker (through its API) and podman (rootful and rootless).
+# PRIVATE to the collection: these module_utils may change at any time; do not import them elsewhere.
+"""Which container engines a host has: Docker (through its API) and podman (rootful and rootless).
 
 An absent engine is a fact to record, never an error: every function here returns None or an
 empty list for it, and says why in a note.
@@ -12,7 +13,7 @@ This is what ``engine_info`` runs (:data:`ENGINE_INFO`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional, Tuple
+from typing import Any
 
 from ansible_collections.permfix.containers.plugins.module_utils._core.contracts import Detection
 from ansible_collections.permfix.containers.plugins.module_utils._core.runner import Runner
@@ -35,8 +36,8 @@ from ansible_collections.permfix.containers.plugins.module_utils._engines.podman
 class EngineReport:
     """What the report's ``engines`` block says about one host, plus human-readable notes."""
 
-    docker: Optional[str] = None
-    podman: Optional[str] = None
+    docker: str | None = None
+    podman: str | None = None
     rootless_users: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     docker_notes: list[str] = field(default_factory=list)  # the notes about Docker alone
@@ -45,7 +46,7 @@ class EngineReport:
         return {"docker": self.docker, "podman": self.podman, "rootless_users": list(self.rootless_users)}
 
 
-def detect_docker(docker_host: str = DEFAULT_DOCKER_HOST, timeout: float = 10.0) -> tuple[Optional[str], list[str]]:
+def detect_docker(docker_host: str = DEFAULT_DOCKER_HOST, timeout: float = 10.0) -> tuple[str | None, list[str]]:
     """The Docker daemon's version (None when there is no daemon) and notes on why not."""
     notes: list[str] = []
     presence = docker_presence(docker_host)
@@ -60,7 +61,7 @@ def detect_docker(docker_host: str = DEFAULT_DOCKER_HOST, timeout: float = 10.0)
         return None, notes
 
 
-def detect_podman(runner: Runner) -> tuple[Optional[str], list[str], list[str]]:
+def detect_podman(runner: Runner) -> tuple[str | None, list[str], list[str]]:
     """The podman version, the names of rootless podman users, and notes."""
     if podman_path() is None:
         return None, [], []
@@ -81,7 +82,7 @@ def detect_engines(runner: Runner, docker_host: str = DEFAULT_DOCKER_HOST, timeo
     return EngineReport(docker_version, podman, users, docker_notes + podman_notes, docker_notes)
 
 
-def engine_info(request: Tuple[str, int], runner: Runner) -> dict[str, Any]:
+def engine_info(request: tuple[str, int], runner: Runner) -> dict[str, Any]:
     """What engine_info returns for the Docker host and timeout in ``request``."""
     docker_host, timeout = request
     report = detect_engines(runner, docker_host, float(timeout))

@@ -1,6 +1,7 @@
 # Copyright: permfix.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""PRIVATE to the collection. The Docker daemon through the Docker SDK for Python, as the detections need it.
+# PRIVATE to the collection: these module_utils may change at any time; do not import them elsewhere.
+"""The Docker daemon through the Docker SDK for Python, as the detections need it.
 
 Only low-level ``APIClient`` calls that both the SDK on controllers (7.x) and Debian 12's
 ``python3-docker`` (5.0.3) have: ``containers``, ``inspect_container``, ``inspect_image``,
@@ -30,9 +31,10 @@ import tarfile
 import traceback
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, Tuple
+from typing import Any, Callable
 
 from ansible.module_utils.basic import missing_required_lib
+
 from ansible_collections.permfix.containers.plugins.module_utils._core.errors import (
     DetectionError,
     OptionError,
@@ -52,7 +54,7 @@ DOCKER_ARGUMENT_SPEC: dict[str, Any] = {
 }
 
 
-def docker_options(params: Mapping[str, Any]) -> Tuple[str, int]:
+def docker_options(params: Mapping[str, Any]) -> tuple[str, int]:
     """The Docker daemon address (the option, else E(DOCKER_HOST), else the default socket) and the
     timeout, validated."""
     docker_host = params["docker_host"] or os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST
@@ -109,7 +111,7 @@ try:
     from docker.errors import DockerException, NotFound
 
     HAS_DOCKER_SDK = True
-    DOCKER_SDK_IMPORT_ERROR: Optional[str] = None
+    DOCKER_SDK_IMPORT_ERROR: str | None = None
 except ImportError:  # pragma: no cover - depends on the target
     HAS_DOCKER_SDK = False
     DOCKER_SDK_IMPORT_ERROR = traceback.format_exc()
@@ -139,7 +141,7 @@ def _reason(exc: BaseException) -> str:
     return text or exc.__class__.__name__
 
 
-def docker_socket_path(docker_host: str) -> Optional[str]:
+def docker_socket_path(docker_host: str) -> str | None:
     """The filesystem path of a ``unix://`` Docker host, None for any other scheme."""
     if docker_host.startswith("unix://"):
         return docker_host[len("unix://"):]
@@ -156,7 +158,7 @@ class DockerPresence:
     """
 
     host: str
-    socket: Optional[str]
+    socket: str | None
     exists: bool
     installed: bool
 
@@ -191,7 +193,9 @@ class DockerEngine:
         except NotFound:
             raise
         except DockerException as exc:
-            raise DockerEngineError(f"the Docker daemon at {self.docker_host} failed to {what}: {_reason(exc)}") from exc
+            raise DockerEngineError(
+                f"the Docker daemon at {self.docker_host} failed to {what}: {_reason(exc)}"
+            ) from exc
         except (OSError, ValueError) as exc:
             raise DockerEngineError(f"the Docker daemon at {self.docker_host} failed to {what}: {exc}") from exc
 
@@ -207,32 +211,36 @@ class DockerEngine:
         listed = self._call("list containers", self.client.containers, all=True)
         return [str(item["Id"]) for item in listed or [] if item.get("Id")]
 
-    def inspect_container(self, container_id: str) -> Optional[dict[str, Any]]:
+    def inspect_container(self, container_id: str) -> dict[str, Any] | None:
         """The container's inspect data, None when it vanished since it was listed."""
         try:
             return self._call(f"inspect container {container_id[:12]}", self.client.inspect_container, container_id)
         except NotFound:
             return None
 
-    def inspect_image(self, image_id: str) -> Optional[dict[str, Any]]:
+    def inspect_image(self, image_id: str) -> dict[str, Any] | None:
         """The image's inspect data (cached), None when the image is gone."""
         if image_id not in self._images:
             try:
-                self._images[image_id] = self._call(f"inspect image {image_id[:19]}", self.client.inspect_image, image_id)
+                self._images[image_id] = self._call(
+                    f"inspect image {image_id[:19]}", self.client.inspect_image, image_id
+                )
             except NotFound:
                 return None
         return self._images[image_id]
 
-    def read_file(self, container_id: str, path: str) -> Optional[str]:
+    def read_file(self, container_id: str, path: str) -> str | None:
         """The text of ``path`` inside the container (running or stopped), None when absent.
 
         Reads through the archive API, so nothing runs in the container; symbolic links are
         followed inside the container's own tree, at most MAX_LINKS times.
         """
 
-        def fetch(current: str) -> Optional[bytes]:
+        def fetch(current: str) -> bytes | None:
             try:
-                return self._call(f"copy {current} out of container {container_id[:12]}", self._archive, container_id, current)
+                return self._call(
+                    f"copy {current} out of container {container_id[:12]}", self._archive, container_id, current
+                )
             except NotFound:
                 return None
 
@@ -249,7 +257,7 @@ class DockerEngine:
         listed = self._call("list volumes", self.client.volumes) or {}
         return [str(item.get("Name")) for item in listed.get("Volumes") or [] if item.get("Name")]
 
-    def inspect_volume(self, name: str) -> Optional[dict[str, Any]]:
+    def inspect_volume(self, name: str) -> dict[str, Any] | None:
         """The volume's inspect data, None when there is no such volume."""
         try:
             return self._call(f"inspect volume {name}", self.client.inspect_volume, name)
@@ -316,7 +324,7 @@ def _limited(stream: Iterable[bytes]) -> Iterable[bytes]:
         yield chunk
 
 
-def file_from_tar(data: bytes) -> Tuple[str, str]:
+def file_from_tar(data: bytes) -> tuple[str, str]:
     """The first member of a tar archive: ``("file", text)``, ``("link", target)`` or
     ``("other", "")``. Text that is not UTF-8 survives as surrogate escapes."""
     try:
@@ -336,7 +344,7 @@ def file_from_tar(data: bytes) -> Tuple[str, str]:
         raise DockerEngineError(f"the archive of a container file could not be read: {exc}") from exc
 
 
-def read_through_links(fetch: Callable[[str], Optional[bytes]], path: str) -> Optional[str]:
+def read_through_links(fetch: Callable[[str], bytes | None], path: str) -> str | None:
     """The text of ``path`` in a container, read as tar archives by ``fetch`` (None: no such path).
 
     Both engines hand out a container's files this way (Docker's archive endpoint, ``podman cp``);
@@ -408,7 +416,7 @@ class RemapSetting:
     group: str
 
     @classmethod
-    def parse(cls, value: str) -> Optional[RemapSetting]:
+    def parse(cls, value: str) -> RemapSetting | None:
         text = value.strip()
         if not text:
             return None
@@ -418,7 +426,7 @@ class RemapSetting:
         return cls(user, group or user)
 
 
-def remap_from_daemon_json(text: str) -> Optional[str]:
+def remap_from_daemon_json(text: str) -> str | None:
     """The ``userns-remap`` value of a daemon.json text (None when absent or not JSON)."""
     try:
         data = json.loads(text)
@@ -429,7 +437,7 @@ def remap_from_daemon_json(text: str) -> Optional[str]:
     return None
 
 
-def remap_from_cmdline(argv: Iterable[str]) -> Optional[str]:
+def remap_from_cmdline(argv: Iterable[str]) -> str | None:
     """The ``--userns-remap`` value of a dockerd command line (the last one wins)."""
     found = None
     args = list(argv)
@@ -446,7 +454,7 @@ def dockerd_cmdlines(proc_root: str = "/proc") -> list[list[str]]:
     return [list(process.argv) for process in proc_by_comm("dockerd", proc_root)]
 
 
-def remap_setting(daemon_json: str = DAEMON_JSON, proc_root: str = "/proc") -> Optional[RemapSetting]:
+def remap_setting(daemon_json: str = DAEMON_JSON, proc_root: str = "/proc") -> RemapSetting | None:
     """The daemon's ``userns-remap`` (command line first, then daemon.json), None when off."""
     for argv in dockerd_cmdlines(proc_root):
         value = remap_from_cmdline(argv)
@@ -471,7 +479,7 @@ def remap_maps(
     accounts: AccountDatabase,
     subuid_path: str = "/etc/subuid",
     subgid_path: str = "/etc/subgid",
-) -> Tuple[IdMap, IdMap]:
+) -> tuple[IdMap, IdMap]:
     """The uid and gid maps Docker uses for ``setting``, from /etc/subuid and /etc/subgid.
 
     Raises DockerEngineError when the remap user or its ranges are missing.
@@ -494,6 +502,7 @@ def remap_maps(
     ]
     if not uid_ranges or not gid_ranges:
         raise DockerEngineError(
-            f"the Docker daemon remaps to {setting.user}:{setting.group}, which has no ranges in {subuid_path} or {subgid_path}"
+            f"the Docker daemon remaps to {setting.user}:{setting.group}, "
+            f"which has no ranges in {subuid_path} or {subgid_path}"
         )
     return userns_remap_map(uid_ranges), userns_remap_map(gid_ranges)

@@ -1,6 +1,7 @@
 # Copyright: permfix.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""PRIVATE to the collection. The one-off, locked-down fixer (and read-only inspector) container for named volumes.
+# PRIVATE to the collection: these module_utils may change at any time; do not import them elsewhere.
+"""The one-off, locked-down fixer (and read-only inspector) container for named volumes.
 
 The fixer runs ``find`` and ``chown -h`` from a busybox image inside a container whose only
 mount is the volume (at ``/v``), with no network, a read-only root filesystem, every
@@ -38,7 +39,7 @@ import tarfile
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Optional, Protocol
+from typing import Any, Protocol
 
 from ansible_collections.permfix.containers.plugins.module_utils._core.errors import PermfixError
 from ansible_collections.permfix.containers.plugins.module_utils._core.numbers import ID_MAX
@@ -218,7 +219,12 @@ def security_view(inspect: Mapping[str, Any]) -> dict[str, Any]:
         "privileged": bool(host.get("Privileged")),
         "user": (inspect.get("Config") or {}).get("User"),
         "mounts": [
-            {"type": item.get("Type"), "name": item.get("Name"), "destination": item.get("Destination"), "rw": item.get("RW")}
+            {
+                "type": item.get("Type"),
+                "name": item.get("Name"),
+                "destination": item.get("Destination"),
+                "rw": item.get("RW"),
+            }
             for item in inspect.get("Mounts") or []
         ],
     }
@@ -235,7 +241,7 @@ class FixerBackend(Protocol):
 
     def image_present(self, image: str) -> bool: ...
 
-    def pull(self, image: str) -> Optional[str]: ...
+    def pull(self, image: str) -> str | None: ...
 
     def import_tarball(self, data: bytes, image: str) -> None: ...
 
@@ -254,7 +260,7 @@ class DockerFixer:
     def image_present(self, image: str) -> bool:
         return self.engine.image_exists(image)
 
-    def pull(self, image: str) -> Optional[str]:
+    def pull(self, image: str) -> str | None:
         """Pull ``image``; None on success, else why it failed."""
         repository, tag = _split_tag(image)
         try:
@@ -327,7 +333,7 @@ class PodmanFixer:
 
     engine_name = "podman"
 
-    def __init__(self, runner: Runner, account: Optional[Account] = None, timeout: int = 600) -> None:
+    def __init__(self, runner: Runner, account: Account | None = None, timeout: int = 600) -> None:
         self.runner = runner
         self.account = account
         self.timeout = timeout
@@ -336,7 +342,7 @@ class PodmanFixer:
         result = run_podman(self.runner, ["image", "exists", image], self.account, check=False)
         return result.rc == 0
 
-    def pull(self, image: str) -> Optional[str]:
+    def pull(self, image: str) -> str | None:
         result = run_podman(self.runner, ["pull", "--quiet", image], self.account, check=False)
         if result.rc != 0:
             return result.stderr.strip() or f"podman pull exited with {result.rc}"

@@ -1,6 +1,7 @@
 # Copyright: permfix.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""PRIVATE to the collection. Podman through its CLI's JSON output, as root or as a rootless user.
+# PRIVATE to the collection: these module_utils may change at any time; do not import them elsewhere.
+"""Podman through its CLI's JSON output, as root or as a rootless user.
 
 Modules run as root; rootless podman state belongs to each user, so commands for a user run
 with that user's uid, gid and groups and a login-like environment (HOME, USER, LOGNAME,
@@ -21,7 +22,7 @@ import os
 import pwd
 import shutil
 from collections.abc import Sequence
-from typing import Any, Optional, Tuple
+from typing import Any
 
 from ansible_collections.permfix.containers.plugins.module_utils._core.errors import PermfixError
 from ansible_collections.permfix.containers.plugins.module_utils._core.runner import CommandResult, Runner, proc_by_comm
@@ -39,7 +40,7 @@ class PodmanError(PermfixError):
     """A podman command failed or printed something that is not the JSON we asked for."""
 
 
-def podman_path() -> Optional[str]:
+def podman_path() -> str | None:
     """The podman executable on PATH (or the usual places), None when podman is absent."""
     return shutil.which("podman") or shutil.which("podman", path=DEFAULT_PATH)
 
@@ -75,7 +76,7 @@ def as_user_argv(account: Account, argv: Sequence[str]) -> list[str]:
 def run_podman(
     runner: Runner,
     args: Sequence[str],
-    account: Optional[Account] = None,
+    account: Account | None = None,
     *,
     check: bool = True,
 ) -> CommandResult:
@@ -102,7 +103,7 @@ def run_podman(
     return result
 
 
-def podman_json(runner: Runner, args: Sequence[str], account: Optional[Account] = None) -> Any:
+def podman_json(runner: Runner, args: Sequence[str], account: Account | None = None) -> Any:
     """Run a podman command that prints JSON (pass ``--format json`` in ``args``) and parse it."""
     result = run_podman(runner, args, account)
     text = result.stdout.strip()
@@ -111,10 +112,12 @@ def podman_json(runner: Runner, args: Sequence[str], account: Optional[Account] 
     try:
         return json.loads(text)
     except ValueError as exc:
-        raise PodmanError(f"'{' '.join(result.argv)}'{_as(account)} printed something that is not JSON: {text[:200]}") from exc
+        raise PodmanError(
+            f"'{' '.join(result.argv)}'{_as(account)} printed something that is not JSON: {text[:200]}"
+        ) from exc
 
 
-def podman_version(runner: Runner, account: Optional[Account] = None) -> Optional[str]:
+def podman_version(runner: Runner, account: Account | None = None) -> str | None:
     """The podman client version, or None when podman is not installed."""
     if podman_path() is None:
         return None
@@ -139,7 +142,7 @@ def has_rootless_state(account: Account) -> bool:
     return any(os.path.isdir(os.path.join(account.home, rel)) for rel in ROOTLESS_STATE_DIRS)
 
 
-def rootless_users(accounts: Optional[AccountDatabase] = None, proc_root: str = "/proc") -> list[Account]:
+def rootless_users(accounts: AccountDatabase | None = None, proc_root: str = "/proc") -> list[Account]:
     """Accounts other than root that have rootless podman state or a running pause process.
 
     Sorted by uid. ``accounts`` defaults to the host's passwd database (NSS); a pause process
@@ -161,11 +164,11 @@ def rootless_users(accounts: Optional[AccountDatabase] = None, proc_root: str = 
     return [found[uid] for uid in sorted(found)]
 
 
-def _as(account: Optional[Account]) -> str:
+def _as(account: Account | None) -> str:
     return "" if account is None else f" as user {account.name}"
 
 
-def subid_namespace(account: Account, accounts: Optional[AccountDatabase] = None) -> Tuple[IdMap, IdMap]:
+def subid_namespace(account: Account, accounts: AccountDatabase | None = None) -> tuple[IdMap, IdMap]:
     """A rootless user's namespace computed from /etc/subuid and /etc/subgid (0 is the user).
 
     Raises SubidError when the files cannot be read.
@@ -180,7 +183,7 @@ def subid_namespace(account: Account, accounts: Optional[AccountDatabase] = None
     return maps[0], maps[1]
 
 
-def rootless_namespace(runner: Runner, account: Account) -> Tuple[Tuple[IdMap, IdMap], str]:
+def rootless_namespace(runner: Runner, account: Account) -> tuple[tuple[IdMap, IdMap], str]:
     """The user's rootless namespace as podman sets it up, and where it was learnt.
 
     Asks ``podman unshare cat /proc/self/uid_map`` (what podman really uses); falls back to

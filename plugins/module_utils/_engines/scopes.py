@@ -1,6 +1,7 @@
 # Copyright: permfix.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""PRIVATE to the collection. Engine scopes: which engine instances to examine, discovered once for every container detection.
+# PRIVATE to the collection: these module_utils may change at any time; do not import them elsewhere.
+"""Engine scopes: which engine instances to examine, discovered once for every container detection.
 
 An :class:`EngineScope` is Docker, rootful podman or one user's rootless podman, with the
 engine's default user namespace. :func:`discover_scopes` is the one answer to "which engines
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Optional, Tuple
+from typing import Any
 
 from ansible_collections.permfix.containers.plugins.module_utils._core.runner import Runner
 from ansible_collections.permfix.containers.plugins.module_utils._engines.containers import (
@@ -59,7 +60,7 @@ from ansible_collections.permfix.containers.plugins.module_utils._host.accounts 
 from ansible_collections.permfix.containers.plugins.module_utils._host.idmap import IDENTITY, IdMap
 
 # The engines a container detection can examine (the ``engines`` option of every one).
-ENGINES: Tuple[str, ...] = ("docker", "podman")
+ENGINES: tuple[str, ...] = ("docker", "podman")
 
 
 @dataclass
@@ -72,8 +73,8 @@ class EngineScope:
     """
 
     engine: str
-    account: Optional[Account] = None
-    docker: Optional[DockerEngine] = None
+    account: Account | None = None
+    docker: DockerEngine | None = None
     uid_map: IdMap = IDENTITY
     gid_map: IdMap = IDENTITY
     namespace: bool = True
@@ -119,7 +120,7 @@ def docker_scope(docker_host: str, timeout: int, notes: list[str]) -> EngineScop
     return scope
 
 
-def podman_scope(runner: Runner, account: Optional[Account], namespace: bool = True) -> EngineScope:
+def podman_scope(runner: Runner, account: Account | None, namespace: bool = True) -> EngineScope:
     """Rootful podman (``account`` None) or one user's; with ``namespace``, the user's namespace is
     learnt now (PodmanError when it cannot be)."""
     scope = EngineScope("podman", account=account, namespace=namespace or account is None)
@@ -128,12 +129,12 @@ def podman_scope(runner: Runner, account: Optional[Account], namespace: bool = T
     return scope
 
 
-def podman_accounts(podman_users: Optional[Sequence[str]], notes: list[str], what: str) -> list[Optional[Account]]:
+def podman_accounts(podman_users: Sequence[str] | None, notes: list[str], what: str) -> list[Account | None]:
     """Whose podman to examine: root (None) and every rootless user, or the users named
     (``root``/``0`` is rootful podman); an unknown name becomes a note."""
     if podman_users is None:
         return [None, *rootless_users()]
-    accounts: list[Optional[Account]] = []
+    accounts: list[Account | None] = []
     for name in podman_users:
         if name in ("root", "0"):
             accounts.append(None)
@@ -151,7 +152,7 @@ def discover_scopes(
     *,
     what: str,
     engines: Sequence[str] = ENGINES,
-    podman_users: Optional[Sequence[str]] = None,
+    podman_users: Sequence[str] | None = None,
     docker_host: str = DEFAULT_DOCKER_HOST,
     timeout: int = 60,
     namespaces: bool = True,
@@ -166,7 +167,9 @@ def discover_scopes(
         presence = docker_presence(docker_host)
         if not presence.exists:
             if not presence.silent:
-                notes.append(f"no Docker daemon at {docker_host} (the socket does not exist); no Docker {what} were examined")
+                notes.append(
+                    f"no Docker daemon at {docker_host} (the socket does not exist); no Docker {what} were examined"
+                )
         else:
             try:
                 scopes.append(docker_scope(docker_host, timeout, notes))
@@ -180,7 +183,9 @@ def discover_scopes(
                 try:
                     scopes.append(podman_scope(runner, account, namespaces))
                 except PodmanError as exc:
-                    notes.append(f"podman {what} of {'root' if account is None else account.name} were not examined: {exc}")
+                    notes.append(
+                        f"podman {what} of {'root' if account is None else account.name} were not examined: {exc}"
+                    )
     return scopes
 
 
@@ -201,9 +206,15 @@ def list_volumes(scope: EngineScope, runner: Runner, names: Sequence[str] = ()) 
                 if result.rc == 0:
                     found.extend(_json_list(result.stdout))
                 elif "no such volume" not in result.stderr.lower():
-                    raise PodmanError(f"'podman volume inspect {name}' failed with exit code {result.rc}: {result.stderr.strip()}")
+                    raise PodmanError(
+                        f"'podman volume inspect {name}' failed with exit code {result.rc}: {result.stderr.strip()}"
+                    )
         else:
-            found = [item for item in podman_json(runner, ["volume", "inspect", "--all"], scope.account) or [] if isinstance(item, dict)]
+            found = [
+                item
+                for item in podman_json(runner, ["volume", "inspect", "--all"], scope.account) or []
+                if isinstance(item, dict)
+            ]
     volumes = []
     for inspected in found:
         volume = volume_from_inspect(scope.engine, inspected, scope.account)
@@ -222,7 +233,9 @@ def _json_list(text: str) -> list[Mapping[str, Any]]:
     return [item for item in data if isinstance(item, dict)] if isinstance(data, list) else []
 
 
-def scope_containers(scope: EngineScope, runner: Runner, notes: list[str], names: Sequence[str] = ()) -> list[Container]:
+def scope_containers(
+    scope: EngineScope, runner: Runner, notes: list[str], names: Sequence[str] = ()
+) -> list[Container]:
     """The containers of one engine scope (only ``names`` when given), their notes added to ``notes``.
 
     Raises DockerEngineError or PodmanError when the engine cannot list them.

@@ -1,6 +1,7 @@
 # Copyright: permfix.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""PRIVATE to the collection. Named volumes: the model, who uses them, who should own them and who does.
+# PRIVATE to the collection: these module_utils may change at any time; do not import them elsewhere.
+"""Named volumes: the model, who uses them, who should own them and who does.
 
 A :class:`Volume` of one engine scope; :func:`volume_users` (the containers that mount it and
 the host identity each runs as), :func:`expected_owner` (a declared owner, else what the
@@ -15,7 +16,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Optional, Tuple
+from typing import Any
 
 from ansible_collections.permfix.containers.plugins.module_utils._core.errors import PermfixError
 from ansible_collections.permfix.containers.plugins.module_utils._engines.containers import (
@@ -38,10 +39,10 @@ from ansible_collections.permfix.containers.plugins.module_utils._host.access im
 from ansible_collections.permfix.containers.plugins.module_utils._host.accounts import Account
 from ansible_collections.permfix.containers.plugins.module_utils._host.idmap import IDENTITY, IdMap
 
-SCAN_CHOICES: Tuple[str, ...] = ("full", "root")
+SCAN_CHOICES: tuple[str, ...] = ("full", "root")
 # Options of the local driver that make the volume a mount of something else (tmpfs, nfs,
 # a block device): its content is only at the mountpoint while a container mounts it.
-MOUNT_OPTIONS: Tuple[str, ...] = ("type", "device", "o")
+MOUNT_OPTIONS: tuple[str, ...] = ("type", "device", "o")
 
 
 class VolumeError(PermfixError):
@@ -62,12 +63,12 @@ class Volume:
     mountpoint: str
     options: dict[str, Any] = field(default_factory=dict)
     labels: dict[str, Any] = field(default_factory=dict)
-    account: Optional[Account] = None
+    account: Account | None = None
     uid_map: IdMap = IDENTITY  # the engine's default namespace: container id -> host id
     gid_map: IdMap = IDENTITY
 
     @property
-    def owner(self) -> Optional[str]:
+    def owner(self) -> str | None:
         return self.account.name if self.account is not None else None
 
     def describe(self) -> str:
@@ -76,7 +77,7 @@ class Volume:
         return f"{self.engine} volume {self.name}"
 
 
-def volume_from_inspect(engine: str, data: Mapping[str, Any], account: Optional[Account] = None) -> Volume:
+def volume_from_inspect(engine: str, data: Mapping[str, Any], account: Account | None = None) -> Volume:
     """The model of a volume from ``docker volume inspect`` / ``podman volume inspect`` data."""
     return Volume(
         engine=engine,
@@ -89,7 +90,7 @@ def volume_from_inspect(engine: str, data: Mapping[str, Any], account: Optional[
     )
 
 
-def access_method(volume: Volume, isdir: Any = os.path.isdir) -> Tuple[str, Optional[str]]:
+def access_method(volume: Volume, isdir: Any = os.path.isdir) -> tuple[str, str | None]:
     """How the volume's files can be read: ``host`` (its mountpoint), ``container`` (a
     read-only inspector container) or ``none``; with the reason when not ``host``."""
     if volume.driver != "local":
@@ -100,11 +101,15 @@ def access_method(volume: Volume, isdir: Any = os.path.isdir) -> Tuple[str, Opti
     mounted = sorted(key for key in volume.options if key in MOUNT_OPTIONS)
     if mounted:
         return "container", (
-            f"{volume.describe()} is a local volume backed by a mount ({', '.join(f'{key}={volume.options[key]}' for key in mounted)}): "
+            f"{volume.describe()} is a local volume backed by a mount "
+            f"({', '.join(f'{key}={volume.options[key]}' for key in mounted)}): "
             f"its content is only visible while it is mounted"
         )
     if not volume.mountpoint or not isdir(volume.mountpoint):
-        return "container", f"the mountpoint {volume.mountpoint or '(none)'} of {volume.describe()} is not reachable from the host"
+        return (
+            "container",
+            f"the mountpoint {volume.mountpoint or '(none)'} of {volume.describe()} is not reachable from the host",
+        )
     return "host", None
 
 
@@ -121,7 +126,7 @@ class VolumeUser:
     gid: int
     host_uid: int
     host_gid: int
-    groups: Tuple[int, ...] = ()
+    groups: tuple[int, ...] = ()
     dac_override: bool = False
 
     def as_dict(self) -> dict[str, Any]:
@@ -197,7 +202,7 @@ class Expectation:
         }
 
 
-def parse_owner(text: str, what: str = "owner") -> Tuple[int, int]:
+def parse_owner(text: str, what: str = "owner") -> tuple[int, int]:
     """``uid:gid`` (or ``uid``, meaning ``uid:uid``) as numbers; ValueError otherwise."""
     value = str(text).strip()
     user, _sep, group = value.partition(":")
@@ -210,8 +215,8 @@ def parse_owner(text: str, what: str = "owner") -> Tuple[int, int]:
 def expected_owner(
     volume: Volume,
     users: Sequence[VolumeUser],
-    declared: Optional[Tuple[int, int]] = None,
-) -> Tuple[Optional[Expectation], Optional[str]]:
+    declared: tuple[int, int] | None = None,
+) -> tuple[Expectation | None, str | None]:
     """The expected owner of ``volume`` and, when containers disagree, why no owner is.
 
     ``declared`` ids are as the engine's containers see them (mapped through the volume's
@@ -228,14 +233,15 @@ def expected_owner(
                 f"engine's user namespace ({', '.join(volume.uid_map.lines())})"
             )
         return Expectation(host_uid, host_gid, declared[0], declared[1], "declared", names), None
-    owners: dict[Tuple[int, int], list[str]] = {}
+    owners: dict[tuple[int, int], list[str]] = {}
     for user in voters:
         owners.setdefault((user.host_uid, user.host_gid), []).append(user.container)
     if not owners:
         return None, None
     if len(owners) > 1:
         listed = "; ".join(
-            f"{', '.join(sorted(set(containers)))} as host {uid}:{gid}" for (uid, gid), containers in sorted(owners.items())
+            f"{', '.join(sorted(set(containers)))} as host {uid}:{gid}"
+            for (uid, gid), containers in sorted(owners.items())
         )
         return None, (
             f"the containers using {volume.describe()} run as different users ({listed}): one owner cannot "
@@ -305,7 +311,11 @@ def observe_on_host(volume: Volume, expectation: Expectation, full: bool = True,
         entries=counts["entries"],
         mismatched=counts["to_change"],
         complete=full and report.complete,
-        skipped={"hardlinks": counts["skipped_hardlinks"], "devices": counts["skipped_devices"], "mounts": counts["skipped_mounts"]},
+        skipped={
+            "hardlinks": counts["skipped_hardlinks"],
+            "devices": counts["skipped_devices"],
+            "mounts": counts["skipped_mounts"],
+        },
         sample=list(report.changes.items),
         problems=report.problems(),
     )
@@ -315,9 +325,13 @@ def observe_in_container(backend: Any, volume: Volume, expectation: Expectation,
     """Count with a read-only inspector container (ids of the engine's namespace)."""
     run = backend.run(volume.name, image, inspect_script(expectation.uid, expectation.gid), True, "local")
     if run.rc != 0:
-        raise VolumeError(f"the inspector container for {volume.describe()} failed (exit {run.rc}): {run.stderr.strip()[:300]}")
+        raise VolumeError(
+            f"the inspector container for {volume.describe()} failed (exit {run.rc}): {run.stderr.strip()[:300]}"
+        )
     counts: InspectorCounts = parse_inspector(run.stdout)
-    return Observation("container", counts.uid, counts.gid, counts.mode, counts.entries, counts.mismatched, in_namespace=True)
+    return Observation(
+        "container", counts.uid, counts.gid, counts.mode, counts.entries, counts.mismatched, in_namespace=True
+    )
 
 
 def root_matches(observation: Observation, expectation: Expectation) -> bool:

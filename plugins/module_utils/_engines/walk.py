@@ -1,6 +1,7 @@
 # Copyright: permfix.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""PRIVATE to the collection. The ownership engine: find and change the owners (or POSIX ACLs) of a directory tree, safely.
+# PRIVATE to the collection: these module_utils may change at any time; do not import them elsewhere.
+"""The ownership engine: find and change the owners (or POSIX ACLs) of a directory tree, safely.
 
 How the walk stays safe:
 
@@ -57,7 +58,7 @@ import stat
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable
 
 from ansible_collections.permfix.containers.plugins.module_utils._core.errors import PermfixError
 from ansible_collections.permfix.containers.plugins.module_utils._core.numbers import sample_size as check_sample_size
@@ -81,8 +82,8 @@ try:
 except ImportError:  # pragma: no cover - every Linux Python has it
     resource = None  # type: ignore[assignment]
 
-STRATEGIES: Tuple[str, ...] = ("chown", "acl")
-POLICIES: Tuple[str, ...] = ("always", "on_root_mismatch")
+STRATEGIES: tuple[str, ...] = ("chown", "acl")
+POLICIES: tuple[str, ...] = ("always", "on_root_mismatch")
 
 # Names of subdirectories kept in memory per directory before its listing is paused.
 CHUNK = 2048
@@ -132,7 +133,7 @@ class Sample:
             raise ValueError("a sample limit cannot be negative")
         self.limit = limit
         self.total = 0
-        self.items: List[Any] = []
+        self.items: list[Any] = []
 
     def add(self, item: Any) -> None:
         self.total += 1
@@ -169,10 +170,10 @@ class Target:
     (named user entry) and ``gid`` (named group entry) are granted rwX instead.
     """
 
-    uid: Optional[int] = None
-    gid: Optional[int] = None
-    from_uid: Optional[int] = None
-    from_gid: Optional[int] = None
+    uid: int | None = None
+    gid: int | None = None
+    from_uid: int | None = None
+    from_gid: int | None = None
     strategy: str = "chown"
 
     def check(self) -> None:
@@ -210,14 +211,14 @@ class WalkOptions:
     allow_hardlinks: bool = False
     sample_size: int = DEFAULT_SAMPLE_SIZE
     refuse_protected: bool = True
-    max_open_fds: Optional[int] = None
+    max_open_fds: int | None = None
     chunk: int = CHUNK
     workers: int = 0  # processes that walk the tree; 0: one per usable CPU, at most MAX_WORKERS
     parallel_after: int = PARALLEL_AFTER
-    hook: Optional[Hook] = None  # tests: called as hook(event, path) at "descend" and "open"
+    hook: Hook | None = None  # tests: called as hook(event, path) at "descend" and "open"
 
 
-COUNT_KEYS: Tuple[str, ...] = (
+COUNT_KEYS: tuple[str, ...] = (
     "entries",
     "mismatched",
     "to_change",
@@ -231,7 +232,7 @@ COUNT_KEYS: Tuple[str, ...] = (
 )
 
 
-SAMPLE_NAMES: Tuple[str, ...] = ("changes", "hardlinks", "devices", "mounts", "failures")
+SAMPLE_NAMES: tuple[str, ...] = ("changes", "hardlinks", "devices", "mounts", "failures")
 
 
 @dataclass
@@ -245,10 +246,10 @@ class OwnershipReport:
     sample_size: int
     walked: bool = False
     complete: bool = True
-    root: Dict[str, Any] = field(default_factory=dict)
+    root: dict[str, Any] = field(default_factory=dict)
     root_mismatched: bool = False
-    root_deferred: Optional[str] = None
-    counts: Dict[str, int] = field(default_factory=lambda: {key: 0 for key in COUNT_KEYS})
+    root_deferred: str | None = None
+    counts: dict[str, int] = field(default_factory=lambda: {key: 0 for key in COUNT_KEYS})
     changes: Sample = field(default_factory=Sample)
     hardlinks: Sample = field(default_factory=Sample)
     devices: Sample = field(default_factory=Sample)
@@ -274,7 +275,7 @@ class OwnershipReport:
             return f"nothing to change among {counts['entries']:,} entries"
         return f"{self.target.describe()} on {counts['to_change']:,} of {counts['entries']:,} entries"
 
-    def problems(self) -> List[str]:
+    def problems(self) -> list[str]:
         """Sentences about what was skipped or failed (empty when there is nothing to say)."""
         out = []
         counts = self.counts
@@ -302,7 +303,7 @@ class OwnershipReport:
             out.append(self.root_deferred)
         return out
 
-    def as_dict(self) -> Dict[str, Any]:
+    def as_dict(self) -> dict[str, Any]:
         return {
             "path": self.path,
             "real_path": self.real_path,
@@ -340,7 +341,7 @@ class _Frame:
         self.dev = dev
         self.ino = ino
         self.it: Any = None
-        self.pending: List[str] = []
+        self.pending: list[str] = []
 
 
 def _error_text(exc: OSError) -> str:
@@ -356,7 +357,7 @@ def _error_text(exc: OSError) -> str:
     return exc.strerror or str(exc)
 
 
-def _read_mnt_id(fd: int) -> Optional[int]:
+def _read_mnt_id(fd: int) -> int | None:
     try:
         with open(f"/proc/self/fdinfo/{fd}", "rb") as handle:
             data = handle.read()
@@ -384,7 +385,7 @@ def _mounts_below(real_root: str) -> bool:
     return False
 
 
-def _fd_budget(requested: Optional[int]) -> int:
+def _fd_budget(requested: int | None) -> int:
     if requested is not None:
         return max(4, requested)
     soft = 1024
@@ -418,7 +419,7 @@ def worker_count(requested: int) -> int:
 _LENGTH = struct.Struct("!I")
 
 
-def _send(sock: socket.socket, message: Dict[str, Any], fd: Optional[int] = None) -> None:
+def _send(sock: socket.socket, message: dict[str, Any], fd: int | None = None) -> None:
     """Send one length-prefixed JSON message, with ``fd`` attached to its first bytes."""
     data = json.dumps(message).encode()
     header = _LENGTH.pack(len(data))
@@ -438,9 +439,9 @@ def _recv_exact(sock: socket.socket, size: int, data: bytes = b"") -> bytes:
     return data
 
 
-def _recv(sock: socket.socket, with_fd: bool = False) -> Tuple[Dict[str, Any], Optional[int]]:
+def _recv(sock: socket.socket, with_fd: bool = False) -> tuple[dict[str, Any], int | None]:
     """Receive one message of :func:`_send` (and its descriptor); EOFError when the peer is gone."""
-    fd: Optional[int] = None
+    fd: int | None = None
     if with_fd:
         head, fds, _flags, _addr = socket.recv_fds(sock, _LENGTH.size, 1)
         if not head:
@@ -460,24 +461,24 @@ class _Helper:
     def __init__(self, pid: int, sock: socket.socket) -> None:
         self.pid = pid
         self.sock = sock
-        self.tasks: List[str] = []  # relative paths, the one being walked first
+        self.tasks: list[str] = []  # relative paths, the one being walked first
 
 
 class _Pool:
     """The helper processes of one walk, forked when the walk first has work for them."""
 
-    def __init__(self, walker: "_Walker", size: int) -> None:
+    def __init__(self, walker: _Walker, size: int) -> None:
         self.walker = walker
         self.size = size
-        self.helpers: List[_Helper] = []
+        self.helpers: list[_Helper] = []
         self.poller = select.poll()
-        self.by_fd: Dict[int, _Helper] = {}
+        self.by_fd: dict[int, _Helper] = {}
         self.broken = False
 
     def busy(self) -> int:
         return sum(1 for helper in self.helpers if helper.tasks)
 
-    def idle(self) -> Optional[_Helper]:
+    def idle(self) -> _Helper | None:
         """A helper that can take a directory (collecting finished work first), or None.
 
         A helper may hold a second directory behind the one it walks, so that it goes on at
@@ -494,7 +495,7 @@ class _Pool:
             return least
         return None
 
-    def _start(self) -> Optional[_Helper]:
+    def _start(self) -> _Helper | None:
         try:
             mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         except OSError:
@@ -523,7 +524,7 @@ class _Pool:
         self.poller.register(mine.fileno(), select.POLLIN)
         return helper
 
-    def give(self, helper: _Helper, frame: "_Frame") -> bool:
+    def give(self, helper: _Helper, frame: _Frame) -> bool:
         """Hand ``frame`` (its descriptor) to ``helper``; False if the helper cannot take it."""
         task = {"name": frame.name, "rel": frame.rel, "dev": frame.dev, "ino": frame.ino}
         try:
@@ -534,7 +535,7 @@ class _Pool:
         helper.tasks.append(frame.rel)
         return True
 
-    def collect(self, timeout: Optional[int]) -> None:
+    def collect(self, timeout: int | None) -> None:
         """Merge the answers of helpers that finished (waiting up to ``timeout`` ms; None: forever)."""
         for fd, _event in self.poller.poll(timeout):
             helper = self.by_fd.get(fd)
@@ -606,7 +607,7 @@ class _Walker:
         self.fg = -1 if target.from_gid is None else target.from_gid
         self.has_from = target.from_uid is not None or target.from_gid is not None
         self.fast = not self.acl and not self.has_from
-        self.grants: List[Tuple[int, int]] = []
+        self.grants: list[tuple[int, int]] = []
         if target.uid is not None:
             self.grants.append((ACL_USER, target.uid))
         if target.gid is not None:
@@ -619,15 +620,15 @@ class _Walker:
         self.low = 1
         self.root_dev = 0
         self.check_mnt = False
-        self.root_mnt: Optional[int] = None
+        self.root_mnt: int | None = None
         self.incomplete = False
-        self.protected: Optional[Tuple[List[str], List[str]]] = None
+        self.protected: tuple[list[str], list[str]] | None = None
         # a parallel walk: hard links allowed need one set of seen inodes, so one process
         self.workers = 1 if options.allow_hardlinks else worker_count(options.workers)
         if options.parallel_after < 0:
             raise OwnershipError("parallel_after cannot be negative")
-        self.pool: Optional[_Pool] = None
-        self.stack: List[_Frame] = []
+        self.pool: _Pool | None = None
+        self.stack: list[_Frame] = []
 
     # -- small helpers ------------------------------------------------------------------------
 
@@ -659,7 +660,7 @@ class _Walker:
 
     # -- per-entry decisions --------------------------------------------------------------------
 
-    def _acl_plan(self, where: Any, st: os.stat_result, rel: str) -> Optional[AclPlan]:
+    def _acl_plan(self, where: Any, st: os.stat_result, rel: str) -> AclPlan | None:
         """Read the ACLs of one entry (``where``: an fd or a /proc/self/fd path) and plan."""
         is_dir = (st.st_mode & _S_IFMT) == _S_IFDIR
         try:
@@ -675,7 +676,7 @@ class _Walker:
             self._fail(rel, f"cannot read the POSIX ACL: {_error_text(exc)}")
         return None
 
-    def _getxattr(self, where: Any, name: str) -> Optional[bytes]:
+    def _getxattr(self, where: Any, name: str) -> bytes | None:
         try:
             if isinstance(where, int):
                 return os.getxattr(where, name)
@@ -707,13 +708,13 @@ class _Walker:
             self._fail(rel, f"cannot set the POSIX ACL: {_error_text(exc)}")
         return False
 
-    def _entry(self, frame: _Frame, name: str, st: os.stat_result, rel: Optional[str] = None) -> None:
+    def _entry(self, frame: _Frame, name: str, st: os.stat_result, rel: str | None = None) -> None:
         """Decide about (and in a fix, change) one non-directory entry ``name`` of ``frame``.
 
         ``rel`` is the entry's path relative to the root (computed from the frame if None).
         """
         kind = st.st_mode & _S_IFMT
-        plan: Optional[AclPlan] = None
+        plan: AclPlan | None = None
         if self.acl:
             if kind == _S_IFLNK:
                 return  # ACLs do not apply to symbolic links
@@ -781,7 +782,7 @@ class _Walker:
         except OSError as exc:
             self._fail(frame.rel, f"cannot stat the directory: {_error_text(exc)}", walk_incomplete=True)
             return
-        plan: Optional[AclPlan] = None
+        plan: AclPlan | None = None
         if self.acl:
             plan = self._acl_plan(frame.fd, st, frame.rel)
             if plan is None or not plan.needed:
@@ -917,7 +918,7 @@ class _Walker:
             frame.fd = -1
             self.nfds -= 1
 
-    def _trim(self, stack: List[_Frame]) -> None:
+    def _trim(self, stack: list[_Frame]) -> None:
         """Close descriptors of directories high up until the budget is respected."""
         index = self.low
         top = len(stack) - 2  # keep the new directory and its parent open
@@ -930,7 +931,7 @@ class _Walker:
             index += 1
         self.low = max(self.low, index)
 
-    def _verify_open(self, name: str, dir_fd: int, dev: int, ino: int) -> Optional[int]:
+    def _verify_open(self, name: str, dir_fd: int, dev: int, ino: int) -> int | None:
         """Open directory ``name`` of ``dir_fd`` if it is still ``(dev, ino)``; else None."""
         try:
             fd = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
@@ -950,7 +951,7 @@ class _Walker:
             return None
         return fd
 
-    def _reopen(self, stack: List[_Frame], child: Optional[_Frame]) -> None:
+    def _reopen(self, stack: list[_Frame], child: _Frame | None) -> None:
         """Re-open the top frame, whose descriptor was closed to respect the budget."""
         top = stack[-1]
         fd = None
@@ -987,7 +988,7 @@ class _Walker:
 
     # -- descending -------------------------------------------------------------------------
 
-    def _push(self, stack: List[_Frame], frame: _Frame) -> bool:
+    def _push(self, stack: list[_Frame], frame: _Frame) -> bool:
         try:
             frame.it = os.scandir(frame.fd)
         except OSError as exc:
@@ -1001,7 +1002,7 @@ class _Walker:
             self._trim(stack)
         return True
 
-    def _descend(self, stack: List[_Frame], parent: _Frame, name: str) -> None:
+    def _descend(self, stack: list[_Frame], parent: _Frame, name: str) -> None:
         rel = self._child_rel(parent, name)
         if self.hook is not None:
             self.hook("descend", self._display(rel))
@@ -1064,7 +1065,7 @@ class _Walker:
         self._push(stack, frame)
 
     def _walk(self, root: _Frame) -> None:
-        stack: List[_Frame] = []
+        stack: list[_Frame] = []
         self.stack = stack
         self.nfds = 0
         if not self._push(stack, root):
@@ -1080,7 +1081,7 @@ class _Walker:
                 root.it.close()
                 root.it = None
 
-    def _loop(self, stack: List[_Frame]) -> None:
+    def _loop(self, stack: list[_Frame]) -> None:
         while stack:
             frame = stack[-1]
             if frame.fd < 0:
@@ -1105,7 +1106,7 @@ class _Walker:
 
     # -- entry point --------------------------------------------------------------------------
 
-    def _open_root(self) -> Tuple[int, str, os.stat_result, Optional[int], str]:
+    def _open_root(self) -> tuple[int, str, os.stat_result, int | None, str]:
         """Open the parent of the path, lstat the last component; return what was found.
 
         Returns ``(parent_fd, name, lstat, dir_fd or None, real_path)``.
@@ -1159,7 +1160,7 @@ class _Walker:
             raise
         return parent_fd, name, st, dir_fd, real
 
-    def _real_path(self, fd: int, name: Optional[str]) -> str:
+    def _real_path(self, fd: int, name: str | None) -> str:
         try:
             base = os.readlink(f"/proc/self/fd/{fd}")
         except OSError:
@@ -1284,7 +1285,7 @@ class _Walker:
                 "samples": {name: [getattr(report, name).items, getattr(report, name).total] for name in SAMPLE_NAMES},
             })
 
-    def merge(self, answer: Dict[str, Any]) -> None:
+    def merge(self, answer: dict[str, Any]) -> None:
         """Add a helper's answer (see :meth:`serve`) to this walk's report."""
         for key, value in answer["counts"].items():
             self.counts[key] += value
@@ -1304,7 +1305,9 @@ class _Walker:
                 f"{self.path} is a {kind_name}, not a directory: set recurse to false to change only this {kind_name}"
             )
         if kind in (_S_IFCHR, _S_IFBLK):
-            raise OwnershipError(f"refusing to change {self.path}: it is a device node (owning it grants access to the device)")
+            raise OwnershipError(
+                f"refusing to change {self.path}: it is a device node (owning it grants access to the device)"
+            )
         self.counts["entries"] = 1
         frame = _Frame(os.path.basename(self.path), "", parent_fd, 0, 0)
         if self.acl:
@@ -1319,11 +1322,11 @@ class _Walker:
         return self.report
 
 
-def scan(path: str, target: Target, options: Optional[WalkOptions] = None) -> OwnershipReport:
+def scan(path: str, target: Target, options: WalkOptions | None = None) -> OwnershipReport:
     """Examine ``path`` and count what :func:`fix` would change; change nothing."""
     return _Walker(path, target, options or WalkOptions(), apply=False).run()
 
 
-def fix(path: str, target: Target, options: Optional[WalkOptions] = None) -> OwnershipReport:
+def fix(path: str, target: Target, options: WalkOptions | None = None) -> OwnershipReport:
     """Change what differs below ``path`` (the root last); return what was done."""
     return _Walker(path, target, options or WalkOptions(), apply=True).run()

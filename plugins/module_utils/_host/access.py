@@ -1,6 +1,7 @@
 # Copyright: permfix.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""PRIVATE to the collection. Who a container process is, and whether a host identity can use a host path.
+# PRIVATE to the collection: these module_utils may change at any time; do not import them elsewhere.
+"""Who a container process is, and whether a host identity can use a host path.
 
 1. :func:`resolve_identity`: the uid, gid and supplementary groups a container process runs
    with, from its ``User`` setting (``""``, ``name``, ``uid``, ``uid:gid``, ``name:group``)
@@ -24,7 +25,6 @@ import os
 import stat
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Optional, Tuple
 
 from ansible_collections.permfix.containers.plugins.module_utils._core.errors import PermfixError
 from ansible_collections.permfix.containers.plugins.module_utils._core.numbers import ID_MAX
@@ -66,7 +66,7 @@ class UserSpec:
         return f"{self.user}:{self.group}" if self.group else self.user
 
 
-def parse_user_spec(text: Optional[str]) -> UserSpec:
+def parse_user_spec(text: str | None) -> UserSpec:
     """Split ``user[:group]``; white space around the parts is dropped, None is ``""``.
 
     Only the first ``:`` separates (libcontainer's parseLine), so ``a:b:c`` has group
@@ -77,7 +77,7 @@ def parse_user_spec(text: Optional[str]) -> UserSpec:
     return UserSpec(user.strip(), group.strip())
 
 
-def choose_user(container_user: Optional[str], image_user: Optional[str]) -> Tuple[str, str]:
+def choose_user(container_user: str | None, image_user: str | None) -> tuple[str, str]:
     """The effective ``--user`` value and where it comes from (container, image or default)."""
     if container_user and container_user.strip():
         return container_user.strip(), "container"
@@ -92,15 +92,15 @@ class ProcessIdentity:
 
     uid: int
     gid: int
-    groups: Tuple[int, ...] = ()
+    groups: tuple[int, ...] = ()
     spec: str = ""
-    name: Optional[str] = None
+    name: str | None = None
 
     def describe(self) -> str:
         return f"{self.uid}:{self.gid}"
 
 
-def _number(text: str) -> Optional[int]:
+def _number(text: str) -> int | None:
     if text.isdigit():
         value = int(text)
         if value <= ID_MAX:
@@ -109,8 +109,8 @@ def _number(text: str) -> Optional[int]:
 
 
 def resolve_identity(
-    spec: Optional[str],
-    accounts: Optional[AccountDatabase],
+    spec: str | None,
+    accounts: AccountDatabase | None,
     group_add: Iterable[str] = (),
     *,
     where: str = "the container",
@@ -185,7 +185,7 @@ class PathFacts:
     uid: int
     gid: int
     mode: int
-    acl: Optional[Tuple[AclEntry, ...]] = None
+    acl: tuple[AclEntry, ...] | None = None
 
     @property
     def is_dir(self) -> bool:
@@ -253,7 +253,7 @@ class HostIdentity:
 
     uid: int
     gid: int
-    groups: Tuple[int, ...] = ()
+    groups: tuple[int, ...] = ()
     dac_override: bool = False
     uid_map: IdMap = IDENTITY
     gid_map: IdMap = IDENTITY

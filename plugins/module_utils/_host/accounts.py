@@ -1,6 +1,7 @@
 # Copyright: permfix.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""PRIVATE to the collection. Accounts from text: passwd, group and login.defs, parsed without touching NSS, and the one user model.
+# PRIVATE to the collection: these module_utils may change at any time; do not import them elsewhere.
+"""Accounts from text: passwd, group and login.defs, parsed without touching NSS, and the one user model.
 
 :class:`Account` is every user the collection deals with: a passwd line, an NSS entry, a
 rootless podman user.
@@ -18,7 +19,6 @@ import pwd
 from bisect import bisect_left
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Optional
 
 from ansible_collections.permfix.containers.plugins.module_utils._core.errors import PermfixError
 from ansible_collections.permfix.containers.plugins.module_utils._core.numbers import parse_c_number
@@ -87,7 +87,7 @@ def _skip(line: str) -> bool:
     return not stripped or stripped.startswith("#") or stripped[0] in "+-"
 
 
-def _id(text: str) -> Optional[int]:
+def _id(text: str) -> int | None:
     return int(text) if text.isdigit() else None
 
 
@@ -198,14 +198,14 @@ class AccountDatabase:
         passwd_path: str = DEFAULT_PASSWD,
         group_path: str = DEFAULT_GROUP,
         *,
-        nss_fallback: Optional[bool] = None,
+        nss_fallback: bool | None = None,
     ) -> AccountDatabase:
         """Read both files; ``nss_fallback`` defaults to True when both are the host's own."""
         if nss_fallback is None:
             nss_fallback = passwd_path == DEFAULT_PASSWD and group_path == DEFAULT_GROUP
         return cls.from_text(read_text(passwd_path), read_text(group_path), nss_fallback=nss_fallback)
 
-    def user(self, name: str) -> Optional[Account]:
+    def user(self, name: str) -> Account | None:
         """The user called ``name``."""
         entry = self._by_name.get(name)
         if entry is None and self.nss_fallback:
@@ -215,7 +215,7 @@ class AccountDatabase:
                 entry = None
         return entry
 
-    def user_by_uid(self, uid: int) -> Optional[Account]:
+    def user_by_uid(self, uid: int) -> Account | None:
         """The first user with ``uid``."""
         entry = self._by_uid.get(uid)
         if entry is None and self.nss_fallback:
@@ -225,14 +225,14 @@ class AccountDatabase:
                 entry = None
         return entry
 
-    def resolve_user(self, name_or_uid: str) -> Optional[Account]:
+    def resolve_user(self, name_or_uid: str) -> Account | None:
         """A user by name, else (for a number) by uid, as shadow-utils and podman resolve one."""
         entry = self.user(name_or_uid)
         if entry is None and name_or_uid.isdigit():
             entry = self.user_by_uid(int(name_or_uid))
         return entry
 
-    def group(self, name: str) -> Optional[GroupEntry]:
+    def group(self, name: str) -> GroupEntry | None:
         """The group called ``name``."""
         entry = self._group_by_name.get(name)
         if entry is None and self.nss_fallback:
@@ -242,7 +242,7 @@ class AccountDatabase:
                 entry = None
         return entry
 
-    def group_by_gid(self, gid: int) -> Optional[GroupEntry]:
+    def group_by_gid(self, gid: int) -> GroupEntry | None:
         """The first group with ``gid``."""
         entry = self._group_by_gid.get(gid)
         if entry is None and self.nss_fallback:

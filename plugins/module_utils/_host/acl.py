@@ -1,6 +1,7 @@
 # Copyright: permfix.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""PRIVATE to the collection. POSIX ACLs and permission bits: the kernel's xattr format, read, planned and rendered.
+# PRIVATE to the collection: these module_utils may change at any time; do not import them elsewhere.
+"""POSIX ACLs and permission bits: the kernel's xattr format, read, planned and rendered.
 
 The codec (:func:`parse_acl`, :func:`build_acl`) reads and writes ``system.posix_acl_access``
 (version 2, little-endian entries sorted by tag and id); :func:`acl_grant` and :func:`plan_acl`
@@ -15,7 +16,6 @@ import stat
 import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple
 
 from ansible_collections.permfix.containers.plugins.module_utils._core.errors import PermfixError
 
@@ -40,7 +40,7 @@ def perm_words(perm: int) -> str:
     return ", ".join(words[:-1]) + " and " + words[-1]
 
 
-def read_acl(path: str, follow_symlinks: bool = False) -> Optional[Tuple[AclEntry, ...]]:
+def read_acl(path: str, follow_symlinks: bool = False) -> tuple[AclEntry, ...] | None:
     """The access ACL of ``path`` as entries, None when it has none (or the filesystem has no
     ACLs). Never follows a symbolic link unless asked. Raises AclError for a corrupt value."""
     try:
@@ -68,7 +68,7 @@ _ACL_ENTRY = struct.Struct("<HHI")
 XATTR_ACCESS = "system.posix_acl_access"
 XATTR_DEFAULT = "system.posix_acl_default"
 
-AclEntry = Tuple[int, int, int]  # (tag, id, perm)
+AclEntry = tuple[int, int, int]  # (tag, id, perm)
 _NAMED = (ACL_USER, ACL_GROUP)
 _BASE = (ACL_USER_OBJ, ACL_GROUP_OBJ, ACL_OTHER)
 
@@ -77,7 +77,7 @@ class AclError(PermfixError, ValueError):
     """An ACL xattr that does not parse."""
 
 
-def parse_acl(data: bytes) -> List[AclEntry]:
+def parse_acl(data: bytes) -> list[AclEntry]:
     """Decode a ``system.posix_acl_*`` xattr value into sorted ``(tag, id, perm)`` entries."""
     if len(data) < _ACL_HEADER.size or (len(data) - _ACL_HEADER.size) % _ACL_ENTRY.size:
         raise AclError(f"ACL xattr of {len(data)} bytes has a bad size")
@@ -101,7 +101,7 @@ def build_acl(entries: Iterable[AclEntry]) -> bytes:
     return b"".join(out)
 
 
-def acl_from_mode(mode: int) -> List[AclEntry]:
+def acl_from_mode(mode: int) -> list[AclEntry]:
     """The minimal ACL equivalent to the permission bits of ``mode``."""
     return [
         (ACL_USER_OBJ, ACL_UNDEFINED_ID, (mode >> 6) & 7),
@@ -110,13 +110,13 @@ def acl_from_mode(mode: int) -> List[AclEntry]:
     ]
 
 
-def acl_grant(entries: Sequence[AclEntry], grants: Sequence[Tuple[int, int]], perm: int) -> List[AclEntry]:
+def acl_grant(entries: Sequence[AclEntry], grants: Sequence[tuple[int, int]], perm: int) -> list[AclEntry]:
     """Return ``entries`` with each ``(tag, id)`` of ``grants`` given at least ``perm``.
 
     The mask is widened only by ``perm`` when one exists (least privilege); when the ACL
     had none, it becomes the union of the group class like ``setfacl -m`` computes it.
     """
-    table: Dict[Tuple[int, int], int] = {(tag, ident): p for tag, ident, p in entries}
+    table: dict[tuple[int, int], int] = {(tag, ident): p for tag, ident, p in entries}
     for tag, ident in grants:
         table[(tag, ident)] = table.get((tag, ident), 0) | perm
     has_named = any(tag in _NAMED for tag, _ident in table)
@@ -153,8 +153,8 @@ def acl_text(entries: Iterable[AclEntry], prefix: str = "") -> str:
 class AclPlan:
     """What the acl strategy would write for one entry (None: that ACL is already right)."""
 
-    access: Optional[bytes]
-    default: Optional[bytes]
+    access: bytes | None
+    default: bytes | None
     before: str
     after: str
 
@@ -163,7 +163,7 @@ class AclPlan:
         return self.access is not None or self.default is not None
 
 
-def _acl_focus(entries: Sequence[AclEntry], grants: Sequence[Tuple[int, int]], prefix: str) -> str:
+def _acl_focus(entries: Sequence[AclEntry], grants: Sequence[tuple[int, int]], prefix: str) -> str:
     table = {(tag, ident): perm for tag, ident, perm in entries}
     shown = [(tag, ident, table.get((tag, ident), 0)) for tag, ident in grants]
     mask = table.get((ACL_MASK, ACL_UNDEFINED_ID))
@@ -173,10 +173,10 @@ def _acl_focus(entries: Sequence[AclEntry], grants: Sequence[Tuple[int, int]], p
 
 
 def plan_acl(
-    access: Optional[bytes],
-    default: Optional[bytes],
+    access: bytes | None,
+    default: bytes | None,
     mode: int,
-    grants: Sequence[Tuple[int, int]],
+    grants: Sequence[tuple[int, int]],
 ) -> AclPlan:
     """Plan the ACL change that grants ``grants`` rwX (and a default rwx on directories).
 

@@ -1,6 +1,7 @@
 # Copyright: permfix.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""PRIVATE to the collection. User namespaces as id maps: container id -> host id.
+# PRIVATE to the collection: these module_utils may change at any time; do not import them elsewhere.
+"""User namespaces as id maps: container id -> host id.
 
 :class:`IdMap` is a namespace's uid or gid map as ``(inside, outside, length)`` ranges
 (:class:`IdMapping`). It is built from what the kernel reports for a running process
@@ -15,10 +16,8 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Optional, Tuple
 
 from ansible_collections.permfix.containers.plugins.module_utils._core.numbers import ID_LIMIT
-
 
 
 @dataclass(frozen=True, order=True)
@@ -39,7 +38,7 @@ class IdMap:
     __slots__ = ("ranges",)
 
     def __init__(self, ranges: Iterable[IdMapping] = ()) -> None:
-        self.ranges: Tuple[IdMapping, ...] = tuple(sorted(r for r in ranges if r.length > 0))
+        self.ranges: tuple[IdMapping, ...] = tuple(sorted(r for r in ranges if r.length > 0))
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, IdMap) and self.ranges == other.ranges
@@ -54,14 +53,14 @@ class IdMap:
     def is_identity(self) -> bool:
         return self.ranges == IDENTITY.ranges
 
-    def to_host(self, value: int) -> Optional[int]:
+    def to_host(self, value: int) -> int | None:
         """The host id of container id ``value``, None when the namespace does not map it."""
         for rng in self.ranges:
             if rng.inside <= value < rng.inside + rng.length:
                 return rng.outside + (value - rng.inside)
         return None
 
-    def to_container(self, host_value: int) -> Optional[int]:
+    def to_container(self, host_value: int) -> int | None:
         """The container id that host id ``host_value`` appears as, None when unmapped."""
         for rng in self.ranges:
             if rng.outside <= host_value < rng.outside + rng.length:
@@ -132,7 +131,7 @@ def parse_colon_map(entries: Iterable[str]) -> IdMap:
     return IdMap(ranges)
 
 
-def concatenated(subranges: Iterable[Tuple[int, int]], first_inside: int = 0) -> IdMap:
+def concatenated(subranges: Iterable[tuple[int, int]], first_inside: int = 0) -> IdMap:
     """Container ids ``first_inside``, ``first_inside + 1``... laid over ``(start, count)``
     host ranges in the order given (how newuidmap and Docker's userns-remap use
     /etc/subuid lines)."""
@@ -146,17 +145,17 @@ def concatenated(subranges: Iterable[Tuple[int, int]], first_inside: int = 0) ->
     return IdMap(ranges)
 
 
-def userns_remap_map(subranges: Iterable[Tuple[int, int]]) -> IdMap:
+def userns_remap_map(subranges: Iterable[tuple[int, int]]) -> IdMap:
     """Docker's ``userns-remap``: container 0 is the remap user's first subordinate id."""
     return concatenated(subranges, 0)
 
 
-def rootless_map(host_id: int, subranges: Iterable[Tuple[int, int]]) -> IdMap:
+def rootless_map(host_id: int, subranges: Iterable[tuple[int, int]]) -> IdMap:
     """A rootless podman user's namespace: 0 is the user, N is the N-th subordinate id."""
     return IdMap([IdMapping(0, host_id, 1)] + list(concatenated(subranges, 1).ranges))
 
 
-def read_proc_maps(pid: Optional[int], proc_root: str = "/proc") -> Optional[Tuple[IdMap, IdMap]]:
+def read_proc_maps(pid: int | None, proc_root: str = "/proc") -> tuple[IdMap, IdMap] | None:
     """A running process's uid and gid maps, as the host's initial namespace sees them."""
     if not pid:
         return None

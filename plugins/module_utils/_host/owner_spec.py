@@ -1,6 +1,7 @@
 # Copyright: permfix.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""PRIVATE to the collection. Owner and group specifications: names or numbers, resolved on the target host.
+# PRIVATE to the collection: these module_utils may change at any time; do not import them elsewhere.
+"""Owner and group specifications: names or numbers, resolved on the target host.
 
 ``owner: app`` and ``owner: "1000"`` both become a uid; ``from_owner`` takes chown's
 ``--from`` syntax (``OWNER``, ``OWNER:GROUP``, ``:GROUP``). Every problem is an
@@ -12,7 +13,7 @@ from __future__ import annotations
 import grp
 import pwd
 import re
-from typing import Callable, Optional, Tuple, Union
+from typing import Callable, Union
 
 from ansible_collections.permfix.containers.plugins.module_utils._core.errors import PermfixError
 from ansible_collections.permfix.containers.plugins.module_utils._core.numbers import ID_MAX
@@ -37,8 +38,8 @@ def _lookup_group(name: str) -> int:
 def parse_id(
     value: IdValue,
     kind: str,
-    lookup: Optional[Callable[[str], int]] = None,
-) -> Optional[int]:
+    lookup: Callable[[str], int] | None = None,
+) -> int | None:
     """Return the numeric id for ``value`` (a name, a number or a numeric string), or None.
 
     ``kind`` is ``user`` or ``group``; it picks the database used for names (unless
@@ -51,7 +52,7 @@ def parse_id(
     if isinstance(value, bool):
         raise OwnerSpecError(f"{kind} must be a name or a number, not {value!r}")
     if isinstance(value, int):
-        number: Optional[int] = value
+        number: int | None = value
     else:
         text = str(value).strip()
         if not text:
@@ -81,9 +82,9 @@ def parse_id(
 
 def parse_from(
     spec: IdValue,
-    user_lookup: Optional[Callable[[str], int]] = None,
-    group_lookup: Optional[Callable[[str], int]] = None,
-) -> Tuple[Optional[int], Optional[int]]:
+    user_lookup: Callable[[str], int] | None = None,
+    group_lookup: Callable[[str], int] | None = None,
+) -> tuple[int | None, int | None]:
     """Parse chown's ``--from`` syntax into ``(uid, gid)``; either may be None (any).
 
     Accepted: ``OWNER``, ``OWNER:GROUP``, ``:GROUP`` and ``OWNER:`` (owner only); owner and

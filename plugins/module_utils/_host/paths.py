@@ -1,6 +1,7 @@
 # Copyright: permfix.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""PRIVATE to the collection. Where the collection may change owners: protected system paths, container storage and homes.
+# PRIVATE to the collection: these module_utils may change at any time; do not import them elsewhere.
+"""Where the collection may change owners: protected system paths, container storage and homes.
 
 :func:`refusal_reason` says why a path must never be changed (a system tree, the root of a
 home, container storage, found from the host's own storage.conf files too); :func:`human_homes`
@@ -15,7 +16,7 @@ import os
 import pwd
 import re
 from collections.abc import Iterable, Sequence
-from typing import Any, List, Optional, Tuple
+from typing import Any
 
 from ansible_collections.permfix.containers.plugins.module_utils._host.accounts import (
     AccountsError,
@@ -29,7 +30,7 @@ from ansible_collections.permfix.containers.plugins.module_utils._host.accounts 
 
 
 # The path itself and everything below it is refused.
-PROTECTED_TREES: Tuple[str, ...] = (
+PROTECTED_TREES: tuple[str, ...] = (
     "/bin",
     "/boot",
     "/dev",
@@ -46,7 +47,7 @@ PROTECTED_TREES: Tuple[str, ...] = (
     "/var/lib/containerd",
 )
 # Only the path itself is refused (its subdirectories are where data usually lives).
-PROTECTED_EXACT: Tuple[str, ...] = (
+PROTECTED_EXACT: tuple[str, ...] = (
     "/",
     "/home",
     "/root",
@@ -99,7 +100,7 @@ def refusal_reason(
     path: str,
     homes: Iterable[str] = (),
     storage: Iterable[str] = (),
-) -> Optional[str]:
+) -> str | None:
     """Why changing ownership at ``path`` is refused, or None when it is allowed.
 
     ``homes`` are the home directories of the host's users (each refused itself, not
@@ -131,12 +132,12 @@ def refusal_reason(
 _STORAGE_KEYS = re.compile(r"""^\s*(graphroot|runroot|rootless_storage_path)\s*=\s*["']([^"']+)["']""", re.M)
 
 
-def host_protected_paths(etc: str = "/etc") -> Tuple[List[str], List[str]]:
+def host_protected_paths(etc: str = "/etc") -> tuple[list[str], list[str]]:
     """Return ``(homes, storage)`` for :func:`refusal_reason` as configured on this host."""
     import pwd  # local: only this function needs the user database
 
-    homes: List[str] = []
-    storage: List[str] = ["/var/lib/docker", "/var/lib/containers", "/var/lib/containerd"]
+    homes: list[str] = []
+    storage: list[str] = ["/var/lib/docker", "/var/lib/containers", "/var/lib/containerd"]
     try:
         entries = pwd.getpwall()
     except OSError:
@@ -170,7 +171,7 @@ def host_protected_paths(etc: str = "/etc") -> Tuple[List[str], List[str]]:
 # Where fixes are allowed
 
 
-def human_homes(passwd: Optional[Sequence[Any]] = None, login_defs: Optional[str] = None) -> list[str]:
+def human_homes(passwd: Sequence[Any] | None = None, login_defs: str | None = None) -> list[str]:
     """Home directories of root and of regular users (UID_MIN..UID_MAX of login.defs)."""
     if login_defs is None:
         try:
@@ -201,7 +202,7 @@ def placement_problem(
     allowed_roots: Sequence[str],
     homes: Sequence[str],
     allow_home_subdirs: bool,
-) -> Optional[str]:
+) -> str | None:
     """Why ``real_path`` is outside where fixes are allowed, None when it is inside."""
     path = normalize_path(real_path)
     for root in allowed_roots:

@@ -1,6 +1,7 @@
 # Copyright: permfix.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""PRIVATE to the collection. The /etc/subuid and /etc/subgid files: parsed as shadow-utils reads them, rendered back byte for byte.
+# PRIVATE to the collection: these module_utils may change at any time; do not import them elsewhere.
+"""The /etc/subuid and /etc/subgid files: parsed as shadow-utils reads them, rendered back byte for byte.
 
 The parser reads each line the way shadow-utils (libsubid, newuidmap, getsubids) reads it, so
 what counts as a range here is what the kernel mappings will be built from; every line keeps
@@ -20,7 +21,7 @@ import struct
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 from ansible_collections.permfix.containers.plugins.module_utils._core.errors import PermfixError
 from ansible_collections.permfix.containers.plugins.module_utils._core.numbers import ID_MAX, strtoul
@@ -115,9 +116,9 @@ class SubidLine:
     text: str
     newline: bool
     kind: str
-    owner: Optional[str] = None
-    range: Optional[SubRange] = None
-    problem: Optional[str] = None
+    owner: str | None = None
+    range: SubRange | None = None
+    problem: str | None = None
 
     @property
     def raw(self) -> str:
@@ -146,7 +147,9 @@ def parse_subid_line(number: int, text: str, newline: bool = True) -> SubidLine:
     if len(parts) < 3:
         return SubidLine(number, text, newline, MALFORMED, owner, None, "expected USER:START:COUNT")
     if not parts[0] or not parts[1] or not parts[2]:
-        return SubidLine(number, text, newline, MALFORMED, owner, recovered, "a field is empty (expected USER:START:COUNT)")
+        return SubidLine(
+            number, text, newline, MALFORMED, owner, recovered, "a field is empty (expected USER:START:COUNT)"
+        )
     start, count = strtoul(parts[1]), strtoul(parts[2])
     if start is None or count is None:
         if text.endswith("\r") and strtoul(parts[2].rstrip("\r")) is not None and start is not None:
@@ -172,7 +175,7 @@ def parse_subid_line(number: int, text: str, newline: bool = True) -> SubidLine:
     return SubidLine(number, text, newline, ENTRY, owner, SubRange(start, count), "; ".join(problems) or None)
 
 
-def _recover(parts: Sequence[str]) -> Optional[SubRange]:
+def _recover(parts: Sequence[str]) -> SubRange | None:
     if len(parts) < 3:
         return None
     start, count = parts[1].strip(), parts[2].strip()
@@ -335,8 +338,8 @@ def find_overlaps(
             other += 1
     # Backward: a range that started earlier and reaches into this one, found through the two
     # longest-reaching earlier ranges of different owners.
-    best: Optional[int] = None
-    second: Optional[int] = None
+    best: int | None = None
+    second: int | None = None
     for index, line in enumerate(items):
         start = line.range.start  # type: ignore[union-attr]
         if not examples[index]:
@@ -399,7 +402,7 @@ def is_free(merged: Sequence[tuple[int, int]], start: int, count: int) -> bool:
     return not (following < len(merged) and merged[following][0] < start + count)
 
 
-def first_free(merged: Sequence[tuple[int, int]], count: int, low: int, high: int) -> Optional[int]:
+def first_free(merged: Sequence[tuple[int, int]], count: int, low: int, high: int) -> int | None:
     """The lowest start of ``count`` free IDs within ``low..high`` (inclusive), or None."""
     if count <= 0:
         return None
@@ -419,7 +422,7 @@ def first_free(merged: Sequence[tuple[int, int]], count: int, low: int, high: in
 # Where subordinate IDs come from, and the helpers that use them
 
 
-def nss_source(nsswitch_text: Optional[str]) -> str:
+def nss_source(nsswitch_text: str | None) -> str:
     """The ``subid:`` source of nsswitch.conf (libsubid uses only the first); ``files`` when
     there is no such line."""
     if nsswitch_text is None:
@@ -442,7 +445,7 @@ def parse_getsubids(output: str) -> list[SubRange]:
     return ranges
 
 
-def getsubids_path() -> Optional[str]:
+def getsubids_path() -> str | None:
     return shutil.which("getsubids") or shutil.which("getsubids", path="/usr/bin:/usr/sbin:/bin:/sbin")
 
 
@@ -477,12 +480,20 @@ def capabilities_from_xattr(data: bytes) -> set[int]:
     return {bit for bit in range(64) if permitted & (1 << bit)}
 
 
-def helper_status(name: str, path: Optional[str] = None) -> dict[str, Any]:
+def helper_status(name: str, path: str | None = None) -> dict[str, Any]:
     """Whether newuidmap/newgidmap exists and may set the IDs (setuid root or file capability)."""
     found = path or shutil.which(name) or shutil.which(name, path="/usr/bin:/usr/sbin:/bin:/sbin")
-    status: dict[str, Any] = {"path": found, "exists": False, "setuid_root": False, "file_capability": False, "ok": False}
+    status: dict[str, Any] = {
+        "path": found,
+        "exists": False,
+        "setuid_root": False,
+        "file_capability": False,
+        "ok": False,
+    }
     if not found:
-        status["problem"] = f"{name} is not installed (Debian and Ubuntu: package uidmap; Fedora and RHEL: shadow-utils)"
+        status["problem"] = (
+            f"{name} is not installed (Debian and Ubuntu: package uidmap; Fedora and RHEL: shadow-utils)"
+        )
         return status
     try:
         info = os.stat(found)
@@ -563,7 +574,7 @@ def load_snapshot(paths: SubidPaths) -> Snapshot:
     return Snapshot(paths, files, accounts, bounds, nss_source(_optional_text(paths.nsswitch)))
 
 
-def _optional_text(path: str) -> Optional[str]:
+def _optional_text(path: str) -> str | None:
     try:
         return read_text(path)
     except AccountsError:

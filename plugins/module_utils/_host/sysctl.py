@@ -1,6 +1,7 @@
 # Copyright: permfix.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""PRIVATE to the collection. Kernel parameters (sysctl): the runtime value and the value the system applies at boot.
+# PRIVATE to the collection: these module_utils may change at any time; do not import them elsewhere.
+"""Kernel parameters (sysctl): the runtime value and the value the system applies at boot.
 
 The boot value is resolved the way ``sysctl --system`` (procps-ng) and systemd-sysctl do:
 
@@ -30,7 +31,7 @@ import re
 import stat
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from ansible_collections.permfix.containers.plugins.module_utils._core.atomic import write_atomically
 from ansible_collections.permfix.containers.plugins.module_utils._core.errors import PermfixError
@@ -74,7 +75,7 @@ def normalize_key(key: str) -> str:
     return key.strip(" \t").replace("/", ".")
 
 
-def parse_value(raw: str) -> Optional[int]:
+def parse_value(raw: str) -> int | None:
     """The integer the kernel would store for ``raw``, None when it would refuse the write.
 
     The kernel reads the first whitespace-separated number (decimal, ``0x`` hexadecimal or
@@ -108,7 +109,7 @@ class ParsedLine:
     ignore_errors: bool
 
 
-def parse_sysctl_line(text: str) -> Optional[ParsedLine]:
+def parse_sysctl_line(text: str) -> ParsedLine | None:
     """The assignment on one line, None for blank lines, comments and ``-key`` exclusions."""
     stripped = text.strip(" \t\r\n")
     if len(stripped) < 2 or stripped[0] in "#;":
@@ -139,7 +140,7 @@ class ConfigFile:
     directory: str
     real_path: str
     is_conf: bool = False  # /etc/sysctl.conf (applied after every drop-in)
-    masked_by: Optional[str] = None  # the same-named file in a higher-priority directory
+    masked_by: str | None = None  # the same-named file in a higher-priority directory
 
     @property
     def applied(self) -> bool:
@@ -156,7 +157,7 @@ class Assignment:
     line: int
     text: str
     raw_value: str
-    value: Optional[int]
+    value: int | None
     ignore_errors: bool
     applied: bool
     is_conf: bool
@@ -165,7 +166,7 @@ class Assignment:
     def valid(self) -> bool:
         return self.value is not None
 
-    def as_dict(self, winner: Optional[Assignment] = None) -> dict[str, Any]:
+    def as_dict(self, winner: Assignment | None = None) -> dict[str, Any]:
         return {
             "path": self.path,
             "real_path": self.real_path,
@@ -194,7 +195,7 @@ class Resolution:
         return [item for item in self.assignments if item.applied]
 
     @property
-    def winner(self) -> Optional[Assignment]:
+    def winner(self) -> Assignment | None:
         """The last valid applied assignment: the one whose value the key has after boot."""
         valid = [item for item in self.applied_assignments if item.valid]
         return valid[-1] if valid else None
@@ -218,7 +219,7 @@ def _name_key(name: str) -> bytes:
     return os.fsencode(name)
 
 
-def list_config_files(sysctl_dirs: Sequence[str], sysctl_conf: Optional[str]) -> list[ConfigFile]:
+def list_config_files(sysctl_dirs: Sequence[str], sysctl_conf: str | None) -> list[ConfigFile]:
     """The configuration files in the order sysctl --system applies them, then the masked ones."""
     chosen: dict[str, ConfigFile] = {}
     masked: list[ConfigFile] = []
@@ -274,7 +275,7 @@ def read_config_text(path: str) -> str:
 def resolve(
     key: str = UNPRIVILEGED_PORT_KEY,
     sysctl_dirs: Sequence[str] = DEFAULT_SYSCTL_DIRS,
-    sysctl_conf: Optional[str] = DEFAULT_SYSCTL_CONF,
+    sysctl_conf: str | None = DEFAULT_SYSCTL_CONF,
     default: int = KERNEL_DEFAULT_UNPRIVILEGED_PORT,
 ) -> Resolution:
     """Every line that sets ``key`` and the value the key gets at boot."""
@@ -317,10 +318,10 @@ class Runtime:
 
     path: str
     supported: bool
-    value: Optional[int]
+    value: int | None
     writable: bool
-    netns: Optional[str]
-    initial_netns: Optional[bool]
+    netns: str | None
+    initial_netns: bool | None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -333,7 +334,7 @@ class Runtime:
         }
 
 
-def _readlink(path: str) -> Optional[str]:
+def _readlink(path: str) -> str | None:
     try:
         return os.readlink(path)
     except OSError:
@@ -368,7 +369,7 @@ def is_writable(path: str) -> bool:
     return os.access(path, os.W_OK)
 
 
-def read_local_port_range(path: str = DEFAULT_LOCAL_PORT_RANGE_PATH) -> Optional[tuple[int, int]]:
+def read_local_port_range(path: str = DEFAULT_LOCAL_PORT_RANGE_PATH) -> tuple[int, int] | None:
     """net.ipv4.ip_local_port_range as (low, high), None when it cannot be read."""
     try:
         with open(path, encoding="ascii") as handle:
@@ -416,8 +417,8 @@ class FileChange:
     """One file to write (``after`` is its whole new text) or remove (``after`` None)."""
 
     path: str
-    before: Optional[str]
-    after: Optional[str]
+    before: str | None
+    after: str | None
     reason: str
 
     @property
@@ -562,7 +563,7 @@ def plan_in_place(
     resolution: Resolution,
     value: int,
     sysctl_dirs: Sequence[str],
-    sysctl_conf: Optional[str],
+    sysctl_conf: str | None,
     dropin_name: str = DROPIN_NAME,
 ) -> list[FileChange]:
     """Change the winning line in place when it is in /etc; a drop-in otherwise.

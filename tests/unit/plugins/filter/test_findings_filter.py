@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 from ansible.errors import AnsibleFilterError
+
 from ansible_collections.permfix.containers.plugins.filter.findings import FilterModule, select_expression
 from ansible_collections.permfix.containers.plugins.module_utils._core.findings import make_finding
 from ansible_collections.permfix.containers.plugins.module_utils._core.report import build_report
@@ -40,7 +41,9 @@ def test_filters_are_registered():
 @pytest.mark.parametrize("data", [REPORT, REPORT["hosts"]])
 def test_findings_flattens_a_report_and_names_each_host(data):
     flat = FILTERS["findings"](data)
-    assert _ids(flat) == sorted([("web1", MOUNT["id"]), ("web1", PORT["id"]), ("db1", SUBID["id"]), ("db1", INFO["id"])])
+    assert _ids(flat) == sorted(
+        [("web1", MOUNT["id"]), ("web1", PORT["id"]), ("db1", SUBID["id"]), ("db1", INFO["id"])]
+    )
 
 
 def test_findings_keeps_a_plain_list_as_it_is():

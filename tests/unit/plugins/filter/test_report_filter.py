@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 from ansible.errors import AnsibleFilterError
+
 from ansible_collections.permfix.containers.plugins.filter.report import FilterModule
 
 FILTERS = FilterModule().filters()

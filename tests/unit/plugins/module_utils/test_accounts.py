@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import pytest
+
 from ansible_collections.permfix.containers.plugins.module_utils._core.numbers import parse_c_number
 from ansible_collections.permfix.containers.plugins.module_utils._host.access import IdentityError, resolve_identity
 from ansible_collections.permfix.containers.plugins.module_utils._host.accounts import (
@@ -80,7 +81,8 @@ def test_c_numbers(text: str, expected) -> None:
 
 def test_login_defs_values_and_defaults() -> None:
     values = parse_login_defs(
-        "# SUB_UID_MIN 1\nSUB_UID_MIN\t\t   200000\nSUB_UID_COUNT 0x10000\nUMASK 022\nENCRYPT_METHOD \"SHA512\"\nEMPTY\nSUB_UID_MIN 300000\n"
+        "# SUB_UID_MIN 1\nSUB_UID_MIN\t\t   200000\nSUB_UID_COUNT 0x10000\nUMASK 022\n"
+        'ENCRYPT_METHOD "SHA512"\nEMPTY\nSUB_UID_MIN 300000\n'
     )
     assert values["SUB_UID_MIN"] == "300000"  # the last one wins
     assert login_defs_int(values, "SUB_UID_MIN", 1) == 300000

@@ -9,6 +9,7 @@ import socket
 from typing import Any
 
 import pytest
+
 from ansible_collections.permfix.containers.plugins.module_utils._classes.audit import (
     DETECTIONS,
     AuditRequest,
@@ -106,14 +107,33 @@ def test_findings_are_concatenated_in_detection_order(selected, expected_ids):
 # error capture
 
 
-@pytest.mark.parametrize("failing, exc, sentence", [
-    ("subid", DetectionError("/etc/subuid cannot be read: permission denied"), "/etc/subuid cannot be read: permission denied"),
-    ("bind_mount", DetectionError("bind mounts could not be examined: boom"), "bind mounts could not be examined: boom"),
-    ("named_volume", KeyError("Mounts"),
-     "named_volume_info stopped on an unexpected error (KeyError: 'Mounts'); run it alone on this host for details"),
-    ("unprivileged_port", RuntimeError("bad answer"),
-     "unprivileged_port_info stopped on an unexpected error (RuntimeError: bad answer); run it alone on this host for details"),
-])
+@pytest.mark.parametrize(
+    "failing, exc, sentence",
+    [
+        (
+            "subid",
+            DetectionError("/etc/subuid cannot be read: permission denied"),
+            "/etc/subuid cannot be read: permission denied",
+        ),
+        (
+            "bind_mount",
+            DetectionError("bind mounts could not be examined: boom"),
+            "bind mounts could not be examined: boom",
+        ),
+        (
+            "named_volume",
+            KeyError("Mounts"),
+            "named_volume_info stopped on an unexpected error (KeyError: 'Mounts'); "
+            "run it alone on this host for details",
+        ),
+        (
+            "unprivileged_port",
+            RuntimeError("bad answer"),
+            "unprivileged_port_info stopped on an unexpected error (RuntimeError: bad answer); "
+            "run it alone on this host for details",
+        ),
+    ],
+)
 def test_a_failing_detection_is_recorded_and_the_others_go_on(failing, exc, sentence):
     detections = [fake(name, exc if name == failing else 1) for name in NAMES]
     result = audit(request_for(NAMES), runner=None, detections=detections, engines=engines_answering)
@@ -162,7 +182,9 @@ def test_docker_down_is_an_error_of_the_docker_scoped_detections_which_still_exa
     calls: list = []
     detections = [fake(name, 1, docker_scoped=name in ("bind_mount", "named_volume"), calls=calls) for name in NAMES]
     result = audit(request_for(NAMES, dead_socket), runner=None, detections=detections, engines=engines_docker_down)
-    reason = f"Docker was not examined: the Docker daemon at {dead_socket} does not answer: [Errno 111] Connection refused"
+    reason = (
+        f"Docker was not examined: the Docker daemon at {dead_socket} does not answer: [Errno 111] Connection refused"
+    )
     assert result["detections"]["bind_mount"] == {"ran": True, "findings": 1, "error": reason}
     assert result["detections"]["named_volume"] == {"ran": True, "findings": 1, "error": reason}
     assert result["detections"]["subid"] == {"ran": True, "findings": 1, "error": None}
@@ -172,14 +194,21 @@ def test_docker_down_is_an_error_of_the_docker_scoped_detections_which_still_exa
     assert len(result["findings"]) == 4
 
 
-@pytest.mark.parametrize("default, report, expected", [
-    # answers
-    (False, EngineReport(docker="20.10.24"), None),
-    # no socket at the default address: a host without Docker, not a failure
-    (True, EngineReport(notes=["docker is installed but its daemon is not running"]), None),
-    # a docker_host that was asked for and is not there
-    (False, EngineReport(), f"no Docker daemon at {MISSING_SOCKET} (the socket /nonexistent/permfix/docker.sock does not exist)"),
-])
+@pytest.mark.parametrize(
+    "default, report, expected",
+    [
+        # answers
+        (False, EngineReport(docker="20.10.24"), None),
+        # no socket at the default address: a host without Docker, not a failure
+        (True, EngineReport(notes=["docker is installed but its daemon is not running"]), None),
+        # a docker_host that was asked for and is not there
+        (
+            False,
+            EngineReport(),
+            f"no Docker daemon at {MISSING_SOCKET} (the socket /nonexistent/permfix/docker.sock does not exist)",
+        ),
+    ],
+)
 def test_docker_problem_without_a_socket(monkeypatch, default, report, expected):
     if default:
         monkeypatch.setattr(_docker, "DEFAULT_DOCKER_HOST", MISSING_SOCKET)  # the rule lives in _engines.docker

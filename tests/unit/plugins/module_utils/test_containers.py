@@ -10,9 +10,10 @@ import os
 import tarfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import pytest
+
 from ansible_collections.permfix.containers.plugins.module_utils._engines import podman as _podman
 from ansible_collections.permfix.containers.plugins.module_utils._engines.containers import (
     container_from_docker,
@@ -39,7 +40,14 @@ DOCKER_INSPECT = {
     "Config": {"User": "1000:1000", "Image": "permfix-test/busybox:latest"},
     "HostConfig": {"UsernsMode": "", "GroupAdd": None, "CapAdd": None, "CapDrop": None, "Privileged": False},
     "Mounts": [
-        {"Type": "bind", "Source": "/srv/web", "Destination": "/data", "Mode": "", "RW": True, "Propagation": "rprivate"},
+        {
+            "Type": "bind",
+            "Source": "/srv/web",
+            "Destination": "/data",
+            "Mode": "",
+            "RW": True,
+            "Propagation": "rprivate",
+        },
         {"Type": "volume", "Name": "v1", "Source": "/var/lib/docker/volumes/v1/_data", "Destination": "/v", "RW": True},
         {"Type": "bind", "Source": "/etc/localtime", "Destination": "/etc/localtime", "Mode": "ro", "RW": False},
     ],
@@ -54,14 +62,27 @@ PODMAN_INSPECT = {
     "Config": {"User": "999"},
     "HostConfig": {"UsernsMode": "", "GroupAdd": [], "CapAdd": [], "CapDrop": ["CAP_AUDIT_WRITE"], "IDMappings": None},
     "Mounts": [
-        {"Type": "bind", "Source": "/home/app/data", "Destination": "/data", "Driver": "", "Mode": "", "Options": ["rbind"], "RW": True}
+        {
+            "Type": "bind",
+            "Source": "/home/app/data",
+            "Destination": "/data",
+            "Driver": "",
+            "Mode": "",
+            "Options": ["rbind"],
+            "RW": True,
+        }
     ],
 }
 
 
 def test_docker_container_model() -> None:
     container = container_from_docker(DOCKER_INSPECT)
-    assert (container.engine, container.name, container.user, container.user_source) == ("docker", "web", "1000:1000", "container")
+    assert (container.engine, container.name, container.user, container.user_source) == (
+        "docker",
+        "web",
+        "1000:1000",
+        "container",
+    )
     assert container.running and container.pid == 23273
     assert [(m.type, m.source, m.destination, m.access) for m in container.mounts] == [
         ("bind", "/srv/web", "/data", "rw"),
@@ -134,8 +155,13 @@ def test_podman_rootless_default_maps_999_to_subuid_start_plus_998() -> None:
 
 
 def test_podman_rootless_keep_id_composes_idmappings_with_the_user_namespace() -> None:
-    mappings = {"UidMap": ["0:1:1002", "1002:0:1", "1003:1003:64534"], "GidMap": ["0:1:1002", "1002:0:1", "1003:1003:64534"]}
-    data = dict(PODMAN_INSPECT, Config={"User": "1002:1002"}, HostConfig={"UsernsMode": "private", "IDMappings": mappings})
+    mappings = {
+        "UidMap": ["0:1:1002", "1002:0:1", "1003:1003:64534"],
+        "GidMap": ["0:1:1002", "1002:0:1", "1003:1003:64534"],
+    }
+    data = dict(
+        PODMAN_INSPECT, Config={"User": "1002:1002"}, HostConfig={"UsernsMode": "private", "IDMappings": mappings}
+    )
     container = container_from_podman(data, ACCOUNT, ROOTLESS_NS)
     assert container.uid_map.to_host(1002) == 1002
     assert container.uid_map.to_host(999) == 400999
@@ -179,7 +205,7 @@ class FakePodman:
         self.answers = answers
         self.calls: list[list[str]] = []
 
-    def __call__(self, argv: Sequence[str], cwd: Optional[str]) -> tuple[int, str, str]:
+    def __call__(self, argv: Sequence[str], cwd: str | None) -> tuple[int, str, str]:
         self.calls.append(list(argv))
         index = list(argv).index("/usr/bin/podman")
         key = tuple(argv[index + 1:])
@@ -204,7 +230,11 @@ def test_podman_read_file_decodes_the_tar_from_runner_text() -> None:
 def test_podman_read_file_missing_and_failing() -> None:
     runner = FakePodman(
         {
-            ("cp", "c1:/etc/group", "-"): (125, "", 'Error: "/etc/group" could not be found on container c1: no such file or directory'),
+            ("cp", "c1:/etc/group", "-"): (
+                125,
+                "",
+                'Error: "/etc/group" could not be found on container c1: no such file or directory',
+            ),
             ("cp", "c1:/etc/passwd", "-"): (125, "", "Error: container state improper"),
         }
     )
@@ -234,7 +264,11 @@ def test_podman_containers_lists_inspects_and_reads_accounts() -> None:
             ("container", "inspect", PODMAN_INSPECT["Id"]): (0, json.dumps([stopped]), ""),
             ("image", "inspect", "img1"): (0, json.dumps([{"Config": {"User": "postgres"}}]), ""),
             ("cp", f"{PODMAN_INSPECT['Id']}:/etc/passwd", "-"): (0, as_runner_text(tar_of("passwd", PASSWD)), ""),
-            ("cp", f"{PODMAN_INSPECT['Id']}:/etc/group", "-"): (0, as_runner_text(tar_of("group", b"postgres:x:999:\n")), ""),
+            ("cp", f"{PODMAN_INSPECT['Id']}:/etc/group", "-"): (
+                0,
+                as_runner_text(tar_of("group", b"postgres:x:999:\n")),
+                "",
+            ),
         }
     )
     containers, notes = podman_containers(runner)
@@ -296,7 +330,9 @@ def fake_proc(tmp_path: Path, pid_ns: str, self_map: str, container_map: str | N
         ("pid:[4026531836]", "0 1000 1\n1 100000 65536\n", False),  # inside a user namespace
     ],
 )
-def test_proc_maps_are_trusted_only_in_the_host_namespaces(tmp_path: Path, pid_ns: str, self_map: str, trusted: bool) -> None:
+def test_proc_maps_are_trusted_only_in_the_host_namespaces(
+    tmp_path: Path, pid_ns: str, self_map: str, trusted: bool
+) -> None:
     assert in_host_namespaces(fake_proc(tmp_path, pid_ns, self_map)) is trusted
 
 

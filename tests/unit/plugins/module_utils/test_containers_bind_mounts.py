@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+
 from ansible_collections.permfix.containers.plugins.module_utils._classes.bind_mount import (
     BindMountInfoRequest,
     Spec,
@@ -69,7 +70,9 @@ def test_human_homes_are_root_and_regular_users() -> None:
     assert human_homes(entries, "UID_MIN 500\n") == ["/home/app", "/root"]
 
 
-def item(path: str, uid: int, gid: int, container: str, strategies: list[str] | None = None, access: str = "rw") -> dict[str, Any]:
+def item(
+    path: str, uid: int, gid: int, container: str, strategies: list[str] | None = None, access: str = "rw"
+) -> dict[str, Any]:
     return {
         "path": path,
         "uid": uid,

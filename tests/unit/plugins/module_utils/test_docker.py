@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from docker.errors import APIError, NotFound
+
 from ansible_collections.permfix.containers.plugins.module_utils._engines.docker import (
     DockerEngine,
     DockerEngineError,
@@ -24,7 +26,6 @@ from ansible_collections.permfix.containers.plugins.module_utils._engines.docker
     remap_setting,
 )
 from ansible_collections.permfix.containers.plugins.module_utils._host.accounts import AccountDatabase
-from docker.errors import APIError, NotFound
 
 
 def tar_with(*members: tuple[str, str, bytes]) -> bytes:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import pytest
+
 from ansible_collections.permfix.containers.plugins.module_utils._core.findings import (
     FINDING_KEYS,
     FindingError,

@@ -8,9 +8,9 @@ import io
 import os
 import subprocess
 import tarfile
-from typing import Optional
 
 import pytest
+
 from ansible_collections.permfix.containers.plugins.module_utils._engines.fixer import (
     FixerError,
     _split_tag,
@@ -89,7 +89,9 @@ def test_busybox_tarball_is_a_tiny_rootfs() -> None:
     assert "v" in members
 
 
-@pytest.mark.parametrize(("path", "part"), [("/nonexistent/busybox", "cannot be read"), ("/etc/hostname", "not a busybox")])
+@pytest.mark.parametrize(
+    ("path", "part"), [("/nonexistent/busybox", "cannot be read"), ("/etc/hostname", "not a busybox")]
+)
 def test_busybox_tarball_refuses(path: str, part: str) -> None:
     with pytest.raises(FixerError, match=part):
         busybox_tarball(path)
@@ -109,7 +111,7 @@ def test_split_tag(image: str, expected: tuple[str, str]) -> None:
 
 
 class FakeBackend:
-    def __init__(self, present: bool, pull_error: Optional[str]) -> None:
+    def __init__(self, present: bool, pull_error: str | None) -> None:
         self.present = present
         self.pull_error = pull_error
         self.pulled = 0
@@ -118,7 +120,7 @@ class FakeBackend:
     def image_present(self, image: str) -> bool:
         return self.present
 
-    def pull(self, image: str) -> Optional[str]:
+    def pull(self, image: str) -> str | None:
         self.pulled += 1
         if self.pull_error is None:
             self.present = True
@@ -154,10 +156,18 @@ def test_ensure_image_names_the_options_when_it_cannot() -> None:
 
 
 def test_security_view() -> None:
-    view = security_view({
-        "Config": {"User": "0:0"},
-        "HostConfig": {"NetworkMode": "none", "CapAdd": ["CHOWN"], "CapDrop": ["ALL"], "ReadonlyRootfs": True, "SecurityOpt": ["no-new-privileges"]},
-        "Mounts": [{"Type": "volume", "Name": "v", "Destination": "/v", "RW": True, "Source": "/x"}],
-    })
+    view = security_view(
+        {
+            "Config": {"User": "0:0"},
+            "HostConfig": {
+                "NetworkMode": "none",
+                "CapAdd": ["CHOWN"],
+                "CapDrop": ["ALL"],
+                "ReadonlyRootfs": True,
+                "SecurityOpt": ["no-new-privileges"],
+            },
+            "Mounts": [{"Type": "volume", "Name": "v", "Destination": "/v", "RW": True, "Source": "/x"}],
+        }
+    )
     assert view["network_mode"] == "none" and view["readonly_rootfs"] is True and view["user"] == "0:0"
     assert view["mounts"] == [{"type": "volume", "name": "v", "destination": "/v", "rw": True}]

@@ -12,6 +12,7 @@ import tempfile
 from collections.abc import Iterator
 
 import pytest
+
 from ansible_collections.permfix.containers.plugins.module_utils._host.access import (
     HostIdentity,
     IdentityError,
@@ -284,31 +285,117 @@ ACCESS_TABLE = [
     ("other 0777", (0, 0, 0o777), None, HostIdentity(100998, 100998), RWX, True, "other"),
     ("mode 0700 root", (0, 0, 0o700), None, HostIdentity(1000, 1000), RX, False, "other"),
     # ACLs
-    ("acl named user", (0, 0, 0o770), base_acl(0o750, (ACL_USER, 1000, 7), mask=7), HostIdentity(1000, 1000), RWX, True, "acl user"),
-    ("acl named user masked", (0, 0, 0o750), base_acl(0o750, (ACL_USER, 1000, 7), mask=5), HostIdentity(1000, 1000), RWX, False, "acl user"),
-    ("acl named group", (0, 0, 0o770), base_acl(0o750, (ACL_GROUP, 50, 7), mask=7), HostIdentity(1000, 1000, (50,)), RWX, True, "acl group"),
-    ("acl group obj", (0, 1000, 0o770), base_acl(0o700, (ACL_USER, 5, 7), mask=7), HostIdentity(1000, 1000), RWX, False, "acl group"),
+    (
+        "acl named user",
+        (0, 0, 0o770),
+        base_acl(0o750, (ACL_USER, 1000, 7), mask=7),
+        HostIdentity(1000, 1000),
+        RWX,
+        True,
+        "acl user",
+    ),
+    (
+        "acl named user masked",
+        (0, 0, 0o750),
+        base_acl(0o750, (ACL_USER, 1000, 7), mask=5),
+        HostIdentity(1000, 1000),
+        RWX,
+        False,
+        "acl user",
+    ),
+    (
+        "acl named group",
+        (0, 0, 0o770),
+        base_acl(0o750, (ACL_GROUP, 50, 7), mask=7),
+        HostIdentity(1000, 1000, (50,)),
+        RWX,
+        True,
+        "acl group",
+    ),
+    (
+        "acl group obj",
+        (0, 1000, 0o770),
+        base_acl(0o700, (ACL_USER, 5, 7), mask=7),
+        HostIdentity(1000, 1000),
+        RWX,
+        False,
+        "acl group",
+    ),
     (
         "acl group matched but short denies even if other allows",
-        (0, 0, 0o757), base_acl(0o757, (ACL_GROUP, 1000, 5), mask=7), HostIdentity(1000, 1000), RWX, False, "acl group",
+        (0, 0, 0o757),
+        base_acl(0o757, (ACL_GROUP, 1000, 5), mask=7),
+        HostIdentity(1000, 1000),
+        RWX,
+        False,
+        "acl group",
     ),
     (
         "acl any one group entry must grant all",
-        (0, 0, 0o770), base_acl(0o700, (ACL_GROUP, 50, 5), (ACL_GROUP, 51, 7), mask=7), HostIdentity(1000, 50, (51,)), RWX, True, "acl group",
+        (0, 0, 0o770),
+        base_acl(0o700, (ACL_GROUP, 50, 5), (ACL_GROUP, 51, 7), mask=7),
+        HostIdentity(1000, 50, (51,)),
+        RWX,
+        True,
+        "acl group",
     ),
-    ("acl other", (0, 0, 0o775), base_acl(0o775, (ACL_USER, 5, 7), mask=7), HostIdentity(1000, 1000), RX, True, "other"),
-    ("acl owner still uses owner bits", (1000, 0, 0o700), base_acl(0o700, (ACL_USER, 1000, 0), mask=0), HostIdentity(1000, 1000), RWX, True, "owner"),
+    (
+        "acl other",
+        (0, 0, 0o775),
+        base_acl(0o775, (ACL_USER, 5, 7), mask=7),
+        HostIdentity(1000, 1000),
+        RX,
+        True,
+        "other",
+    ),
+    (
+        "acl owner still uses owner bits",
+        (1000, 0, 0o700),
+        base_acl(0o700, (ACL_USER, 1000, 0), mask=0),
+        HostIdentity(1000, 1000),
+        RWX,
+        True,
+        "owner",
+    ),
     # Capabilities: rootful root has CAP_DAC_OVERRIDE for everything.
     ("rootful root", (1000, 1000, 0o700), None, HostIdentity(0, 0, (), True), RWX, True, "capability"),
     ("root without the capability", (1000, 1000, 0o700), None, HostIdentity(0, 0, (), False), RWX, False, "other"),
     # Rootless root: only for inodes whose owner and group are mapped in its namespace.
-    ("rootless root, owner mapped", (100998, 100998, 0o700), None, HostIdentity(1001, 1001, (), True, ROOTLESS, ROOTLESS), RWX, True, "capability"),
-    ("rootless root, owner unmapped", (0, 0, 0o755), None, HostIdentity(1001, 1001, (), True, ROOTLESS, ROOTLESS), RWX, False, "other"),
-    ("rootless root, group unmapped", (100998, 0, 0o700), None, HostIdentity(1001, 1001, (), True, ROOTLESS, ROOTLESS), RWX, False, "other"),
+    (
+        "rootless root, owner mapped",
+        (100998, 100998, 0o700),
+        None,
+        HostIdentity(1001, 1001, (), True, ROOTLESS, ROOTLESS),
+        RWX,
+        True,
+        "capability",
+    ),
+    (
+        "rootless root, owner unmapped",
+        (0, 0, 0o755),
+        None,
+        HostIdentity(1001, 1001, (), True, ROOTLESS, ROOTLESS),
+        RWX,
+        False,
+        "other",
+    ),
+    (
+        "rootless root, group unmapped",
+        (100998, 0, 0o700),
+        None,
+        HostIdentity(1001, 1001, (), True, ROOTLESS, ROOTLESS),
+        RWX,
+        False,
+        "other",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("owner", "acl_entries", "who", "want", "granted", "via"), [row[1:] for row in ACCESS_TABLE], ids=[row[0] for row in ACCESS_TABLE])
+@pytest.mark.parametrize(
+    ("owner", "acl_entries", "who", "want", "granted", "via"),
+    [row[1:] for row in ACCESS_TABLE],
+    ids=[row[0] for row in ACCESS_TABLE],
+)
 def test_access_table(owner, acl_entries, who, want, granted, via) -> None:
     uid, gid, mode = owner
     result = check_access(PathFacts("/srv/x", uid, gid, DIR | mode, acl_entries), who, want)

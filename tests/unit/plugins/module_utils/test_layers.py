@@ -13,8 +13,9 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import permfix_testlib as lib
 import pytest
+
+import permfix_testlib as lib
 
 pytestmark = pytest.mark.unit
 
@@ -55,9 +56,18 @@ def violations(root: Path) -> list[str]:
             if target not in LAYERS:
                 problems.append(f"{relative}:{line} imports {module}, which is in no layer")
             elif LAYERS.index(target) > LAYERS.index(layer):
-                problems.append(f"{relative}:{line} imports {module}: {layer} must not import from the higher layer {target}")
-            elif layer == target == "_classes" and relative.name != "audit.py" and len(parts) > 1 and parts[1] != relative.stem:
-                problems.append(f"{relative}:{line} imports {module}: one finding class must not import another (only audit.py may)")
+                problems.append(
+                    f"{relative}:{line} imports {module}: {layer} must not import from the higher layer {target}"
+                )
+            elif (
+                layer == target == "_classes"
+                and relative.name != "audit.py"
+                and len(parts) > 1
+                and parts[1] != relative.stem
+            ):
+                problems.append(
+                    f"{relative}:{line} imports {module}: one finding class must not import another (only audit.py may)"
+                )
     return problems
 
 
@@ -68,9 +78,24 @@ def test_module_utils_imports_only_go_down() -> None:
 @pytest.mark.parametrize(
     ("layer", "name", "statement", "expected"),
     [
-        ("_core", "errors.py", "from {p}._host.accounts import Account", "_core must not import from the higher layer _host"),
-        ("_host", "accounts.py", "from {p}._engines import podman", "_host must not import from the higher layer _engines"),
-        ("_engines", "docker.py", "import {p}._classes.audit", "_engines must not import from the higher layer _classes"),
+        (
+            "_core",
+            "errors.py",
+            "from {p}._host.accounts import Account",
+            "_core must not import from the higher layer _host",
+        ),
+        (
+            "_host",
+            "accounts.py",
+            "from {p}._engines import podman",
+            "_host must not import from the higher layer _engines",
+        ),
+        (
+            "_engines",
+            "docker.py",
+            "import {p}._classes.audit",
+            "_engines must not import from the higher layer _classes",
+        ),
         ("_classes", "subid.py", "from {p}._classes.bind_mount import X", "one finding class must not import another"),
         ("_core", "x.py", "from {p} import _classes", "_core must not import from the higher layer _classes"),
     ],
@@ -81,7 +106,9 @@ def test_an_upward_import_is_found(tmp_path: Path, layer: str, name: str, statem
         (tmp_path / other / "__init__.py").write_text("")
     (tmp_path / layer / name).write_text(statement.format(p=PACKAGE) + "\n")
     (tmp_path / "_classes" / "audit.py").write_text(f"from {PACKAGE}._classes.subid import SUBID_INFO\n")
-    (tmp_path / "_host" / "paths.py").write_text(f"from {PACKAGE}._core.errors import PermfixError\nfrom {PACKAGE}._host import acl\n")
+    (tmp_path / "_host" / "paths.py").write_text(
+        f"from {PACKAGE}._core.errors import PermfixError\nfrom {PACKAGE}._host import acl\n"
+    )
     problems = violations(tmp_path)
     assert len(problems) == 1 and expected in problems[0], problems
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import struct
 
 import pytest
+
 from ansible_collections.permfix.containers.plugins.module_utils._engines import walk as o
 from ansible_collections.permfix.containers.plugins.module_utils._engines.walk import (
     OwnershipError,
@@ -213,7 +214,15 @@ def test_problems_name_every_kind() -> None:
     report.mounts.add({"path": "/x/m"})
     report.root_deferred = "root left alone"
     text = " | ".join(report.problems())
-    for fragment in ("2 entries could not", "/x/a: operation not permitted", "and 1 more", "/x/h", "/x/d", "/x/m", "root left alone"):
+    for fragment in (
+        "2 entries could not",
+        "/x/a: operation not permitted",
+        "and 1 more",
+        "/x/h",
+        "/x/d",
+        "/x/m",
+        "root left alone",
+    ):
         assert fragment in text
 
 
@@ -253,7 +262,14 @@ def test_parse_and_build_round_trip() -> None:
 
 
 def test_build_sorts_by_tag_then_id() -> None:
-    entries = [(ACL_OTHER, U, 0), (ACL_USER, 20, 6), (ACL_USER, 10, 6), (ACL_USER_OBJ, U, 7), (ACL_GROUP_OBJ, U, 0), (ACL_MASK, U, 6)]
+    entries = [
+        (ACL_OTHER, U, 0),
+        (ACL_USER, 20, 6),
+        (ACL_USER, 10, 6),
+        (ACL_USER_OBJ, U, 7),
+        (ACL_GROUP_OBJ, U, 0),
+        (ACL_MASK, U, 6),
+    ]
     tags = [struct.unpack_from("<HHI", build_acl(entries), 4 + 8 * i) for i in range(6)]
     assert [(tag, ident) for tag, _perm, ident in tags] == [
         (ACL_USER_OBJ, U), (ACL_USER, 10), (ACL_USER, 20), (ACL_GROUP_OBJ, U), (ACL_MASK, U), (ACL_OTHER, U)

@@ -4,9 +4,8 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import pytest
+
 from ansible_collections.permfix.containers.plugins.module_utils._core.numbers import ID_MAX
 from ansible_collections.permfix.containers.plugins.module_utils._host.owner_spec import (
     OwnerSpecError,
@@ -45,7 +44,7 @@ def groups(name: str) -> int:
         ("007", "user", 7),
     ],
 )
-def test_parse_id(value, kind: str, expected: Optional[int]) -> None:
+def test_parse_id(value, kind: str, expected: int | None) -> None:
     assert parse_id(value, kind, users if kind == "user" else groups) == expected
 
 

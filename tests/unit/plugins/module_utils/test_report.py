@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from ansible_collections.permfix.containers.plugins.module_utils._core.findings import make_finding
 from ansible_collections.permfix.containers.plugins.module_utils._core.report import (
     build_report,
@@ -64,7 +65,11 @@ def test_markdown_has_summary_a_table_per_host_and_escapes_pipes(report):
     assert "| 3 | 1 | 1 | 1 | 0 |" in text
     assert "## web1" in text and "## db1" in text and "## web2" in text
     assert "**Unreachable or failed**: ssh: connection refused" in text
-    assert "| error | bind_mount | /srv/app/data | web | container web cannot write /srv/app/data | chown 1000:1000 on 3 of 4 entries |" in text
+    assert (
+        "| error | bind_mount | /srv/app/data | web | container web cannot write /srv/app/data "
+        "| chown 1000:1000 on 3 of 4 entries |"
+        in text
+    )
     assert "fewer than 65536" in text and "1000 subordinate UIDs \\| fewer" in text
     assert "No findings." in text.split("## db1")[1].split("##")[0]
     assert "not fixable automatically" in text

@@ -7,6 +7,7 @@ from __future__ import annotations
 import struct
 
 import pytest
+
 from ansible_collections.permfix.containers.plugins.module_utils._classes.subid_fix import (
     apply_range_changes,
     plan_user,
@@ -129,7 +130,9 @@ def test_a_crlf_file_is_read_line_by_line_with_every_entry_ignored() -> None:
 
 def test_numeric_owners_belong_to_the_user_with_that_uid() -> None:
     db = accounts()
-    found = subid_file(SUBUID, "app:100000:10\n1001:200000:10\nbob:300000:10\n1002:400000:10\n").lines_of(db.user("app"), db)
+    found = subid_file(SUBUID, "app:100000:10\n1001:200000:10\nbob:300000:10\n1002:400000:10\n").lines_of(
+        db.user("app"), db
+    )
     assert [line.range.start for line in found] == [100000, 200000]
 
 
@@ -239,7 +242,9 @@ def plan_files(subuid: str, subgid: str, user: str = "app", count: int = 65536, 
 def plan(subuid: str, subgid: str, user: str = "app", count: int = 65536, bounds=BOUNDS) -> dict:
     """The plan for the user as (action, start, count, line) tuples per kind."""
     result = plan_files(subuid, subgid, user, count, bounds)[1]
-    return {kind: [(c.action, c.after.start, c.after.count, c.line) for c in changes] for kind, changes in result.items()}
+    return {
+        kind: [(c.action, c.after.start, c.after.count, c.line) for c in changes] for kind, changes in result.items()
+    }
 
 
 def test_a_short_range_with_free_space_after_it_is_widened_in_place() -> None:
@@ -401,7 +406,9 @@ def test_a_range_taken_by_another_program_at_the_same_moment_is_removed_again(tm
     plan_result = plan_user(files, db, db.user("app"), {SUBUID: 65536, SUBGID: 0}, BOUNDS)
     result = _result(snap, db.user("app"), {SUBUID: 65536, SUBGID: 0}, plan_result)
     runner = FakeUsermod(str(tmp_path / "subuid"), "carol:170000:10\n")
-    with pytest.raises(SubidError, match=r"another program added carol's 170000-170009 .* they were removed again\. Run again\."):
+    with pytest.raises(
+        SubidError, match=r"another program added carol's 170000-170009 .* they were removed again\. Run again\."
+    ):
         _run_usermod(snap, result, "/usr/sbin/usermod", runner, None)
     assert runner.calls == [
         ["/usr/sbin/usermod", "--add-subuids", "165536-231071", "app"],

@@ -4,6 +4,9 @@
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from ansible_collections.permfix.containers.plugins.module_utils._classes.subid_fix import (
     apply_range_changes,
     plan_user,
@@ -24,12 +27,11 @@ from ansible_collections.permfix.containers.plugins.module_utils._host.subid_fil
     render,
     union_size,
 )
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 OWNERS = ["app", "bob", "carol", "1001", "ghost"]
 PASSWD = "".join(
-    f"{name}:x:{uid}:{uid}::/home/{name}:/bin/sh\n" for name, uid in (("root", 0), ("app", 1001), ("bob", 1002), ("carol", 1003))
+    f"{name}:x:{uid}:{uid}::/home/{name}:/bin/sh\n"
+    for name, uid in (("root", 0), ("app", 1001), ("bob", 1002), ("carol", 1003))
 )
 
 line_text = st.one_of(
@@ -97,7 +99,9 @@ def test_overlap_totals_match_brute_force(entries: list) -> None:
 
 files_text = st.lists(
     st.one_of(
-        st.tuples(st.sampled_from(OWNERS), st.integers(90000, 400000), st.integers(1, 70000)).map(lambda t: f"{t[0]}:{t[1]}:{t[2]}"),
+        st.tuples(st.sampled_from(OWNERS), st.integers(90000, 400000), st.integers(1, 70000)).map(
+            lambda t: f"{t[0]}:{t[1]}:{t[2]}"
+        ),
         st.sampled_from(["# comment", "", "garbage", "bob:150000:1000\r", "app:120000:010"]),
     ),
     max_size=12,
@@ -107,7 +111,9 @@ account_lines = st.lists(st.integers(100000, 400000), max_size=5)
 
 
 @settings(max_examples=300, deadline=None)
-@given(files_text, files_text, account_lines, st.integers(1, 200000), st.integers(100000, 200000), st.integers(0, 500000))
+@given(
+    files_text, files_text, account_lines, st.integers(1, 200000), st.integers(100000, 200000), st.integers(0, 500000)
+)
 def test_a_plan_never_overlaps_anything_stays_in_bounds_and_is_idempotent(
     subuid: str, subgid: str, extra_ids: list, count: int, low: int, span: int
 ) -> None:

@@ -8,9 +8,11 @@ import os
 import stat
 import tempfile
 from pathlib import Path
-from typing import Optional
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from ansible_collections.permfix.containers.plugins.module_utils._core.atomic import write_atomically
 from ansible_collections.permfix.containers.plugins.module_utils._host.sysctl import (
     DROPIN_NAME,
@@ -34,8 +36,6 @@ from ansible_collections.permfix.containers.plugins.module_utils._host.sysctl im
     resolve,
     write_runtime,
 )
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 KEY = UNPRIVILEGED_PORT_KEY
 SUBDIRS = ("etc/sysctl.d", "run/sysctl.d", "usr/local/lib/sysctl.d", "usr/lib/sysctl.d", "lib/sysctl.d")
@@ -103,7 +103,7 @@ def tree(tmp_path: Path) -> Tree:
         ("= 80", None),
     ],
 )
-def test_parse_line(line: str, expected: Optional[tuple[str, str, bool]]) -> None:
+def test_parse_line(line: str, expected: tuple[str, str, bool] | None) -> None:
     parsed = parse_sysctl_line(line)
     if expected is None:
         assert parsed is None
@@ -136,7 +136,7 @@ def test_parse_line(line: str, expected: Optional[tuple[str, str, bool]]) -> Non
         ("1e3", None),
     ],
 )
-def test_parse_value(raw: str, expected: Optional[int]) -> None:
+def test_parse_value(raw: str, expected: int | None) -> None:
     assert parse_value(raw) == expected
 
 
@@ -164,8 +164,13 @@ def test_a_file_in_etc_hides_the_same_name_in_usr_lib(tree: Tree) -> None:
 
 @pytest.mark.parametrize(
     ("higher", "lower"),
-    [("etc/sysctl.d", "run/sysctl.d"), ("run/sysctl.d", "usr/local/lib/sysctl.d"), ("usr/local/lib/sysctl.d", "usr/lib/sysctl.d"),
-     ("usr/lib/sysctl.d", "lib/sysctl.d"), ("etc/sysctl.d", "lib/sysctl.d")],
+    [
+        ("etc/sysctl.d", "run/sysctl.d"),
+        ("run/sysctl.d", "usr/local/lib/sysctl.d"),
+        ("usr/local/lib/sysctl.d", "usr/lib/sysctl.d"),
+        ("usr/lib/sysctl.d", "lib/sysctl.d"),
+        ("etc/sysctl.d", "lib/sysctl.d"),
+    ],
 )
 def test_directory_priority_for_same_names(tree: Tree, higher: str, lower: str) -> None:
     tree.write(f"{lower}/10-x.conf", f"{KEY} = 1\n")
@@ -217,7 +222,12 @@ def test_last_line_of_a_file_wins_and_invalid_values_do_not(tree: Tree) -> None:
     resolution = tree.resolve()
     assert resolution.value == 80
     assert resolution.winner is not None and resolution.winner.line == 4
-    assert [(item.line, item.valid) for item in resolution.assignments] == [(1, True), (4, True), (5, False), (6, False)]
+    assert [(item.line, item.valid) for item in resolution.assignments] == [
+        (1, True),
+        (4, True),
+        (5, False),
+        (6, False),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -454,7 +464,7 @@ def test_runtime_garbage_is_an_error(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("text", "expected"), [("32768\t60999\n", (32768, 60999)), ("1 2 3\n", None), ("x y\n", None)])
-def test_read_local_port_range(tmp_path: Path, text: str, expected: Optional[tuple[int, int]]) -> None:
+def test_read_local_port_range(tmp_path: Path, text: str, expected: tuple[int, int] | None) -> None:
     path = tmp_path / "range"
     path.write_text(text)
     assert read_local_port_range(str(path)) == expected
@@ -464,7 +474,9 @@ def test_read_local_port_range(tmp_path: Path, text: str, expected: Optional[tup
 # ------------------------------------------------------------------ property: the drop-in always wins
 
 _names = st.text(alphabet="0123456789-_abcyzAZ.", min_size=1, max_size=12).map(lambda s: s + ".conf")
-_values = st.one_of(st.integers(min_value=0, max_value=65535).map(str), st.sampled_from(["x", "", "-5", "70000", "0x50"]))
+_values = st.one_of(
+    st.integers(min_value=0, max_value=65535).map(str), st.sampled_from(["x", "", "-5", "70000", "0x50"])
+)
 _files = st.lists(
     st.tuples(st.sampled_from(SUBDIRS[:4]), _names, st.lists(_values, min_size=0, max_size=3), st.booleans()),
     max_size=8,
@@ -473,7 +485,9 @@ _files = st.lists(
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(files=_files, target=st.integers(min_value=1, max_value=1023), in_place=st.booleans())
-def test_after_a_planned_change_the_target_wins(files: list[tuple[str, str, list[str], bool]], target: int, in_place: bool) -> None:
+def test_after_a_planned_change_the_target_wins(
+    files: list[tuple[str, str, list[str], bool]], target: int, in_place: bool
+) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tree = Tree(Path(tmp))
         for sub, name, values, slashed in files:

@@ -5,9 +5,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import pytest
+
 from ansible_collections.permfix.containers.plugins.module_utils._classes.unprivileged_port import (
     HostState,
     PortsError,
@@ -97,13 +98,16 @@ def test_declared_ports_rejects_what_is_not_a_port(bad: Any) -> None:
     ("ports", "expected"),
     [([], None), ([8080, 1024], None), ([8080, 443, 80], 80), ([1023], 1023), ([1], 1)],
 )
-def test_needed_value(ports: list[int], expected: Optional[int]) -> None:
+def test_needed_value(ports: list[int], expected: int | None) -> None:
     assert needed_value(declared_ports(ports)) == expected
 
 
 def test_unique_drops_repeated_ports() -> None:
     port = PublishedPort(80, 80, "tcp", "podman", "web", "app")
-    assert unique([port, port, PublishedPort(80, 80, "tcp", "declared")]) == [PublishedPort(80, 80, "tcp", "declared"), port]
+    assert unique([port, port, PublishedPort(80, 80, "tcp", "declared")]) == [
+        PublishedPort(80, 80, "tcp", "declared"),
+        port,
+    ]
 
 
 # ------------------------------------------------------------------ host states
@@ -112,11 +116,11 @@ def test_unique_drops_repeated_ports() -> None:
 def make_state(
     tmp_path: Path,
     *,
-    runtime: Optional[int] = 1024,
+    runtime: int | None = 1024,
     writable: bool = True,
-    files: Optional[dict[str, str]] = None,
-    ports: Optional[list[PublishedPort]] = None,
-    local_range: Optional[tuple[int, int]] = (32768, 60999),
+    files: dict[str, str] | None = None,
+    ports: list[PublishedPort] | None = None,
+    local_range: tuple[int, int] | None = (32768, 60999),
 ) -> HostState:
     dirs = [str(tmp_path / "etc/sysctl.d"), str(tmp_path / "usr/lib/sysctl.d")]
     for directory in dirs:
@@ -191,7 +195,9 @@ def test_a_low_value_with_nothing_needed_is_info(tmp_path: Path) -> None:
 
 
 def test_value_inside_the_local_port_range(tmp_path: Path) -> None:
-    state = make_state(tmp_path, runtime=1024, files={"etc/sysctl.d/50-a.conf": f"{KEY} = 40000\n"}, local_range=(32768, 60999))
+    state = make_state(
+        tmp_path, runtime=1024, files={"etc/sysctl.d/50-a.conf": f"{KEY} = 40000\n"}, local_range=(32768, 60999)
+    )
     ids = [f["id"] for f in build_findings(state)]
     assert f"unprivileged_port:local_port_range:persisted:{KEY}" in ids
     assert f"unprivileged_port:persisted:{KEY}" in ids
@@ -225,7 +231,7 @@ def test_a_kernel_without_the_key(tmp_path: Path) -> None:
     ],
 )
 def test_plan_fix_least_privilege(
-    tmp_path: Path, runtime: int, boot: Optional[int], allow_raise: bool, runtime_after: int, persisted_after: int,
+    tmp_path: Path, runtime: int, boot: int | None, allow_raise: bool, runtime_after: int, persisted_after: int,
     files: list[tuple[str, str]],
 ) -> None:
     existing = {} if boot is None else {"usr/lib/sysctl.d/50-a.conf": f"{KEY} = {boot}\n"}
@@ -272,7 +278,9 @@ def test_plan_fix_explicit_value_above_a_need_says_what_stays_blocked(tmp_path: 
         ({"value": 80, "dropin_name": "x.txt"}, {}, PortsError, "ending in .conf"),
     ],
 )
-def test_plan_fix_bad_input(tmp_path: Path, kwargs: dict[str, Any], state_kwargs: dict[str, Any], error: type, match: str) -> None:
+def test_plan_fix_bad_input(
+    tmp_path: Path, kwargs: dict[str, Any], state_kwargs: dict[str, Any], error: type, match: str
+) -> None:
     with pytest.raises(error, match=match):
         plan_fix(make_state(tmp_path, **state_kwargs), sysctl_dirs=dirs_of(tmp_path), **kwargs)
 
@@ -281,9 +289,16 @@ def test_plan_fix_in_place_and_diff(tmp_path: Path) -> None:
     state = make_state(tmp_path, files={"etc/sysctl.conf": f"# local\n{KEY} = 1024\n"}, ports=[WEB])
     with pytest.raises(SysctlError, match="in_place"):
         plan_fix(state, sysctl_dirs=dirs_of(tmp_path), sysctl_conf=str(tmp_path / "etc/sysctl.conf"))
-    plan = plan_fix(state, persist_mode="in_place", sysctl_dirs=dirs_of(tmp_path), sysctl_conf=str(tmp_path / "etc/sysctl.conf"))
+    plan = plan_fix(
+        state, persist_mode="in_place", sysctl_dirs=dirs_of(tmp_path), sysctl_conf=str(tmp_path / "etc/sysctl.conf")
+    )
     diff = fix_diff(plan, "/proc/x")
-    assert diff[0] == {"before_header": "/proc/x (runtime)", "after_header": "/proc/x (runtime)", "before": "1024\n", "after": "80\n"}
+    assert diff[0] == {
+        "before_header": "/proc/x (runtime)",
+        "after_header": "/proc/x (runtime)",
+        "before": "1024\n",
+        "after": "80\n",
+    }
     assert diff[1]["before"] == f"# local\n{KEY} = 1024\n" and diff[1]["after"] == f"# local\n{KEY} = 80\n"
     actions = fix_actions(plan, "/proc/x")
     assert actions[0] == "set /proc/x from 1024 to 80" and actions[1].startswith(f"updated {tmp_path}/etc/sysctl.conf")

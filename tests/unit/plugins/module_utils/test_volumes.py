@@ -4,9 +4,10 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import pytest
+
 from ansible_collections.permfix.containers.plugins.module_utils._engines.volumes import (
     Expectation,
     Observation,
@@ -29,7 +30,14 @@ ROOTLESS = IdMap([IdMapping(0, 1001, 1), IdMapping(1, 200000, 65536)])
 
 
 def docker_inspect(**extra: Any) -> dict[str, Any]:
-    data = {"Name": "pgdata", "Driver": "local", "Mountpoint": "/var/lib/docker/volumes/pgdata/_data", "Options": None, "Labels": None, "Scope": "local"}
+    data = {
+        "Name": "pgdata",
+        "Driver": "local",
+        "Mountpoint": "/var/lib/docker/volumes/pgdata/_data",
+        "Options": None,
+        "Labels": None,
+        "Scope": "local",
+    }
     data.update(extra)
     return data
 
@@ -41,12 +49,22 @@ def docker_inspect(**extra: Any) -> dict[str, Any]:
         (docker_inspect(), False, "container", "is not reachable from the host"),
         (docker_inspect(Mountpoint=""), True, "container", "(none)"),
         (docker_inspect(Options={"type": "tmpfs", "device": "tmpfs"}), True, "container", "backed by a mount"),
-        (docker_inspect(Options={"type": "nfs", "o": "addr=10.0.0.1", "device": ":/export"}), True, "container", "type=nfs"),
-        (docker_inspect(Driver="rexray/ebs", Mountpoint="/var/lib/docker/plugins/x/rootfs"), True, "none", "'rexray/ebs'"),
+        (
+            docker_inspect(Options={"type": "nfs", "o": "addr=10.0.0.1", "device": ":/export"}),
+            True,
+            "container",
+            "type=nfs",
+        ),
+        (
+            docker_inspect(Driver="rexray/ebs", Mountpoint="/var/lib/docker/plugins/x/rootfs"),
+            True,
+            "none",
+            "'rexray/ebs'",
+        ),
         (docker_inspect(Driver="vieux/sshfs:latest"), True, "none", "neither inspect nor fix"),
     ],
 )
-def test_access_method(data: dict[str, Any], isdir: bool, method: str, reason_part: Optional[str]) -> None:
+def test_access_method(data: dict[str, Any], isdir: bool, method: str, reason_part: str | None) -> None:
     volume = volume_from_inspect("docker", data)
     got, reason = access_method(volume, isdir=lambda _path: isdir)
     assert got == method
@@ -58,12 +76,16 @@ def test_access_method(data: dict[str, Any], isdir: bool, method: str, reason_pa
 
 def test_volume_from_podman_inspect_keeps_the_account() -> None:
     account = Account("app", 1001, 1001, "/home/app")
-    volume = volume_from_inspect("podman", {"Name": "v", "Driver": "local", "Mountpoint": "/home/app/x", "Options": {}}, account)
+    volume = volume_from_inspect(
+        "podman", {"Name": "v", "Driver": "local", "Mountpoint": "/home/app/x", "Options": {}}, account
+    )
     assert volume.owner == "app"
     assert volume.describe() == "rootless podman volume v of user app"
 
 
-def user(name: str, uid: int, host_uid: Optional[int] = None, *, dac: bool = False, gid: Optional[int] = None) -> VolumeUser:
+def user(
+    name: str, uid: int, host_uid: int | None = None, *, dac: bool = False, gid: int | None = None
+) -> VolumeUser:
     gid = uid if gid is None else gid
     host = uid if host_uid is None else host_uid
     return VolumeUser(name, "docker", False, True, "/data", uid, gid, host, host - uid + gid, (), dac)
@@ -130,7 +152,9 @@ def test_parse_owner_refuses(text: str) -> None:
 )
 def test_root_matches_compares_in_the_right_namespace(in_namespace: bool, uid: int, gid: int, matches: bool) -> None:
     expectation = Expectation(200998, 200998, 999, 999, "containers")
-    observation = Observation("container" if in_namespace else "host", uid, gid, "0755", 1, 0, in_namespace=in_namespace)
+    observation = Observation(
+        "container" if in_namespace else "host", uid, gid, "0755", 1, 0, in_namespace=in_namespace
+    )
     assert root_matches(observation, expectation) is matches
 
 

@@ -4,9 +4,10 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict
+from typing import Any
 
 import pytest
+
 from ansible_collections.permfix.containers.plugins.module_utils._classes import path_owner as path_owner_fix
 from ansible_collections.permfix.containers.plugins.module_utils._core.errors import OptionError
 from ansible_collections.permfix.containers.plugins.module_utils._engines.walk import OwnershipReport, Target
@@ -18,7 +19,7 @@ class FakeModule:
     """The parameters AnsibleModule would give path_owner."""
 
     def __init__(self, **params: Any) -> None:
-        self.params: Dict[str, Any] = {
+        self.params: dict[str, Any] = {
             "path": "/srv/x",
             "owner": None,
             "group": None,
@@ -47,7 +48,7 @@ class FakeModule:
         ({"owner": "5", "strategy": "acl"}, Target(5, None, strategy="acl")),
     ],
 )
-def test_target(params: Dict[str, Any], expected: Target) -> None:
+def test_target(params: dict[str, Any], expected: Target) -> None:
     assert path_owner_fix.path_owner_target(FakeModule(**params).params) == expected
 
 
@@ -60,7 +61,7 @@ def test_target(params: Dict[str, Any], expected: Target) -> None:
         ({"owner": "1", "from_owner": "a:b:c"}, "more than one"),
     ],
 )
-def test_target_errors(params: Dict[str, Any], message: str) -> None:
+def test_target_errors(params: dict[str, Any], message: str) -> None:
     with pytest.raises(OwnerSpecError, match=message):
         path_owner_fix.path_owner_target(FakeModule(**params).params)
 
