@@ -44,7 +44,6 @@ from ansible_collections.permfix.containers.plugins.module_utils._engines.docker
     DEFAULT_DOCKER_HOST,
     DOCKER_ARGUMENT_SPEC,
     DockerEngineError,
-    docker_options,
     examine_engines,
 )
 from ansible_collections.permfix.containers.plugins.module_utils._engines.podman import (
@@ -53,8 +52,10 @@ from ansible_collections.permfix.containers.plugins.module_utils._engines.podman
 )
 from ansible_collections.permfix.containers.plugins.module_utils._engines.scopes import (
     ENGINES,
+    SCOPE_ARGUMENT_SPEC,
     discover_scopes,
     scope_containers,
+    scope_options,
 )
 from ansible_collections.permfix.containers.plugins.module_utils._engines.walk import (
     OwnershipError,
@@ -528,9 +529,8 @@ def bind_mount_report(request: BindMountInfoRequest, runner: Runner) -> Outcome:
 # bind_mount_info: options, request, result
 
 BIND_MOUNT_ARGUMENT_SPEC: dict[str, Any] = {
-    "engines": {"type": "list", "elements": "str", "choices": list(ENGINES), "default": list(ENGINES)},
+    **SCOPE_ARGUMENT_SPEC,
     "containers": {"type": "list", "elements": "str", "default": []},
-    "podman_users": {"type": "list", "elements": "str"},
     "specs": {
         "type": "list",
         "elements": "dict",
@@ -595,7 +595,7 @@ def spec_from_option(index: int, raw: Mapping[str, Any]) -> Spec:
 
 def bind_mount_request(params: Mapping[str, Any]) -> BindMountInfoRequest:
     """bind_mount_info's validated parameters as a BindMountInfoRequest; OptionError says what is wrong."""
-    docker_host, timeout = docker_options(params)
+    scope = scope_options(params)
     for root in params["allowed_roots"]:
         if not root.startswith("/"):
             raise OptionError(f"allowed_roots must be absolute paths, not {root!r}")
@@ -607,12 +607,9 @@ def bind_mount_request(params: Mapping[str, Any]) -> BindMountInfoRequest:
         if not spec.path.startswith("/"):
             raise OptionError(f"spec path {spec.path!r} must be absolute")
     return BindMountInfoRequest(
-        engines=tuple(params["engines"]),
+        **scope,
         containers=tuple(params["containers"]),
-        podman_users=tuple(params["podman_users"]) if params["podman_users"] is not None else None,
         specs=specs,
-        docker_host=docker_host,
-        timeout=timeout,
         scan=params["scan"],
         allowed_roots=tuple(params["allowed_roots"]),
         allow_home_subdirs=params["allow_home_subdirs"],

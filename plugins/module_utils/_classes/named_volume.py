@@ -28,9 +28,7 @@ from ansible_collections.permfix.containers.plugins.module_utils._core.runner im
 from ansible_collections.permfix.containers.plugins.module_utils._engines.containers import Container
 from ansible_collections.permfix.containers.plugins.module_utils._engines.docker import (
     DEFAULT_DOCKER_HOST,
-    DOCKER_ARGUMENT_SPEC,
     DockerEngineError,
-    docker_options,
     examine_engines,
 )
 from ansible_collections.permfix.containers.plugins.module_utils._engines.fixer import DEFAULT_FIXER_IMAGE, FixerError
@@ -39,10 +37,12 @@ from ansible_collections.permfix.containers.plugins.module_utils._engines.podman
 )
 from ansible_collections.permfix.containers.plugins.module_utils._engines.scopes import (
     ENGINES,
+    SCOPE_ARGUMENT_SPEC,
     EngineScope,
     discover_scopes,
     list_volumes,
     scope_containers,
+    scope_options,
 )
 from ansible_collections.permfix.containers.plugins.module_utils._engines.volumes import (
     SCAN_CHOICES,
@@ -116,11 +116,9 @@ def volume_report(request: VolumeInfoRequest, runner: Runner) -> InfoOutcome:
 
 
 VOLUME_INFO_ARGUMENT_SPEC: dict[str, Any] = {
-    "engines": {"type": "list", "elements": "str", "choices": list(ENGINES), "default": list(ENGINES)},
-    "podman_users": {"type": "list", "elements": "str"},
+    **SCOPE_ARGUMENT_SPEC,
     "volumes": {"type": "list", "elements": "str", "default": []},
     "owners": {"type": "dict", "default": {}},
-    **DOCKER_ARGUMENT_SPEC,
     "scan": {"type": "str", "choices": list(SCAN_CHOICES), "default": "full"},
     "sample_size": {"type": "int", "default": 10},
     "inspector": {"type": "bool", "default": True},
@@ -130,7 +128,7 @@ VOLUME_INFO_ARGUMENT_SPEC: dict[str, Any] = {
 
 def volume_info_request(params: Mapping[str, Any]) -> VolumeInfoRequest:
     """volume_owner_info's validated parameters as a request; OptionError says what is wrong."""
-    docker_host, timeout = docker_options(params)
+    scope = scope_options(params)
     owners = {}
     for name, value in (params["owners"] or {}).items():
         try:
@@ -138,12 +136,9 @@ def volume_info_request(params: Mapping[str, Any]) -> VolumeInfoRequest:
         except ValueError as exc:
             raise OptionError(str(exc)) from None
     return VolumeInfoRequest(
-        engines=tuple(params["engines"]),
-        podman_users=tuple(params["podman_users"]) if params["podman_users"] is not None else None,
+        **scope,
         volumes=tuple(params["volumes"]),
         owners=owners,
-        docker_host=docker_host,
-        timeout=timeout,
         scan=params["scan"],
         sample_size=check_sample_size(params["sample_size"]),
         inspector=params["inspector"],

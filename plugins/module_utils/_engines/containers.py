@@ -28,7 +28,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from functools import partial
+from typing import Any, Callable
 
 from ansible_collections.permfix.containers.plugins.module_utils._core.errors import PermfixError
 from ansible_collections.permfix.containers.plugins.module_utils._core.runner import Runner
@@ -199,6 +200,23 @@ def container_from_docker(
     return container
 
 
+def _complete(container: Container, kernel: bool, read: Callable[[str], str | None] | None) -> None:
+    """What both engines add to a container's model: the kernel's id maps of a running container
+    (when this process sees the host's /proc), and its /etc/passwd and /etc/group (``read``)."""
+    if kernel and container.running:
+        maps = read_proc_maps(container.pid)
+        if maps is not None:
+            container.uid_map, container.gid_map = maps
+            container.map_source = "kernel"
+    if read is not None:
+        try:
+            passwd, group = read("/etc/passwd"), read("/etc/group")
+        except (DockerEngineError, PodmanError) as exc:
+            container.notes.append(f"{container.describe()}: its /etc/passwd could not be read: {exc}")
+        else:
+            container.accounts = AccountDatabase.from_text(passwd or "", group or "")
+
+
 def docker_containers(
     engine: DockerEngine,
     remap: tuple[IdMap, IdMap] | None = None,
@@ -219,19 +237,8 @@ def docker_containers(
         if not ((data.get("Config") or {}).get("User") or "").strip():
             image = engine.inspect_image(str(data.get("Image") or ""))
         container = container_from_docker(data, image, remap)
-        if kernel and container.running:
-            maps = read_proc_maps(container.pid)
-            if maps is not None:
-                container.uid_map, container.gid_map = maps
-                container.map_source = "kernel"
-        if read_accounts:
-            try:
-                passwd = engine.read_file(container.id, "/etc/passwd")
-                group = engine.read_file(container.id, "/etc/group")
-            except DockerEngineError as exc:
-                container.notes.append(f"{container.describe()}: its /etc/passwd could not be read: {exc}")
-            else:
-                container.accounts = AccountDatabase.from_text(passwd or "", group or "")
+        reader = partial(engine.read_file, container.id) if read_accounts else None
+        _complete(container, kernel, reader)
         containers.append(container)
     return containers
 
@@ -363,19 +370,8 @@ def podman_containers(
                 image_users[image_id] = _podman_image_user(runner, image_id, account)
             image_user = image_users.get(image_id, "")
         container = container_from_podman(data, account, rootless_ns, image_user)
-        if kernel and container.running:
-            maps = read_proc_maps(container.pid)
-            if maps is not None:
-                container.uid_map, container.gid_map = maps
-                container.map_source = "kernel"
-        if read_accounts:
-            try:
-                passwd = podman_read_file(runner, container.id, "/etc/passwd", account)
-                group = podman_read_file(runner, container.id, "/etc/group", account)
-            except PodmanError as exc:
-                container.notes.append(f"{container.describe()}: its /etc/passwd could not be read: {exc}")
-            else:
-                container.accounts = AccountDatabase.from_text(passwd or "", group or "")
+        reader = partial(podman_read_file, runner, container.id, account=account) if read_accounts else None
+        _complete(container, kernel, reader)
         containers.append(container)
     return containers, notes
 

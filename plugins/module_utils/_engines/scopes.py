@@ -25,11 +25,13 @@ from ansible_collections.permfix.containers.plugins.module_utils._engines.contai
 )
 from ansible_collections.permfix.containers.plugins.module_utils._engines.docker import (
     DEFAULT_DOCKER_HOST,
+    DOCKER_ARGUMENT_SPEC,
     HAS_DOCKER_SDK,
     DockerEngine,
     DockerEngineError,
     MissingDockerSdk,
     connect,
+    docker_options,
     docker_presence,
     remap_enabled,
     remap_maps,
@@ -61,6 +63,27 @@ from ansible_collections.permfix.containers.plugins.module_utils._host.idmap imp
 
 # The engines a container detection can examine (the ``engines`` option of every one).
 ENGINES: tuple[str, ...] = ("docker", "podman")
+
+
+# The options of every detection that examines containers or volumes of the engines.
+SCOPE_ARGUMENT_SPEC: dict[str, Any] = {
+    "engines": {"type": "list", "elements": "str", "choices": list(ENGINES), "default": list(ENGINES)},
+    "podman_users": {"type": "list", "elements": "str"},
+    **DOCKER_ARGUMENT_SPEC,
+}
+
+
+def scope_options(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The validated SCOPE_ARGUMENT_SPEC options, as the keyword arguments of discover_scopes
+    (``podman_users`` None: root and every rootless user). OptionError says what is wrong."""
+    docker_host, timeout = docker_options(params)
+    users = params["podman_users"]
+    return {
+        "engines": tuple(params["engines"]),
+        "podman_users": tuple(users) if users is not None else None,
+        "docker_host": docker_host,
+        "timeout": timeout,
+    }
 
 
 @dataclass

@@ -19,6 +19,7 @@ import pwd
 from bisect import bisect_left
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Callable, TypeVar
 
 from ansible_collections.permfix.containers.plugins.module_utils._core.errors import PermfixError
 from ansible_collections.permfix.containers.plugins.module_utils._core.numbers import parse_c_number
@@ -26,6 +27,9 @@ from ansible_collections.permfix.containers.plugins.module_utils._core.numbers i
 DEFAULT_PASSWD = "/etc/passwd"
 DEFAULT_GROUP = "/etc/group"
 DEFAULT_LOGIN_DEFS = "/etc/login.defs"
+
+
+_T = TypeVar("_T")
 
 
 class AccountsError(PermfixError):
@@ -205,25 +209,22 @@ class AccountDatabase:
             nss_fallback = passwd_path == DEFAULT_PASSWD and group_path == DEFAULT_GROUP
         return cls.from_text(read_text(passwd_path), read_text(group_path), nss_fallback=nss_fallback)
 
+    def _nss(self, found: _T | None, lookup: Callable[[], _T]) -> _T | None:
+        """``found``, else (with ``nss_fallback``) what the NSS lookup answers, None when it knows nothing."""
+        if found is not None or not self.nss_fallback:
+            return found
+        try:
+            return lookup()
+        except (KeyError, UnicodeError, OverflowError):
+            return None
+
     def user(self, name: str) -> Account | None:
         """The user called ``name``."""
-        entry = self._by_name.get(name)
-        if entry is None and self.nss_fallback:
-            try:
-                entry = Account.from_pwd(pwd.getpwnam(name))
-            except (KeyError, UnicodeError):
-                entry = None
-        return entry
+        return self._nss(self._by_name.get(name), lambda: Account.from_pwd(pwd.getpwnam(name)))
 
     def user_by_uid(self, uid: int) -> Account | None:
         """The first user with ``uid``."""
-        entry = self._by_uid.get(uid)
-        if entry is None and self.nss_fallback:
-            try:
-                entry = Account.from_pwd(pwd.getpwuid(uid))
-            except (KeyError, OverflowError):
-                entry = None
-        return entry
+        return self._nss(self._by_uid.get(uid), lambda: Account.from_pwd(pwd.getpwuid(uid)))
 
     def resolve_user(self, name_or_uid: str) -> Account | None:
         """A user by name, else (for a number) by uid, as shadow-utils and podman resolve one."""
@@ -234,23 +235,11 @@ class AccountDatabase:
 
     def group(self, name: str) -> GroupEntry | None:
         """The group called ``name``."""
-        entry = self._group_by_name.get(name)
-        if entry is None and self.nss_fallback:
-            try:
-                entry = _from_grp(grp.getgrnam(name))
-            except (KeyError, UnicodeError):
-                entry = None
-        return entry
+        return self._nss(self._group_by_name.get(name), lambda: _from_grp(grp.getgrnam(name)))
 
     def group_by_gid(self, gid: int) -> GroupEntry | None:
         """The first group with ``gid``."""
-        entry = self._group_by_gid.get(gid)
-        if entry is None and self.nss_fallback:
-            try:
-                entry = _from_grp(grp.getgrgid(gid))
-            except (KeyError, OverflowError):
-                entry = None
-        return entry
+        return self._nss(self._group_by_gid.get(gid), lambda: _from_grp(grp.getgrgid(gid)))
 
     def uids(self) -> list[int]:
         """Every uid of the text's users, sorted, without repeats."""
