@@ -32,6 +32,7 @@ from typing import Any
 from ansible_collections.permfix.containers.plugins.module_utils._core.contracts import Detection
 from ansible_collections.permfix.containers.plugins.module_utils._core.errors import OptionError
 from ansible_collections.permfix.containers.plugins.module_utils._core.findings import make_finding
+from ansible_collections.permfix.containers.plugins.module_utils._core.jsonsafe import pick
 from ansible_collections.permfix.containers.plugins.module_utils._core.runner import Runner
 from ansible_collections.permfix.containers.plugins.module_utils._engines.containers import (
     Container,
@@ -168,14 +169,9 @@ class Outcome:
     containers: int = 0
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "findings": self.findings,
-            "mounts": self.mounts,
-            "fix_plan": self.fix_plan,
-            "skipped_mounts": self.skipped,
-            "notes": self.notes,
-            "containers_examined": self.containers,
-        }
+        return pick(
+            self, "findings", "mounts", "fix_plan", "notes", skipped_mounts="skipped", containers_examined="containers"
+        )
 
 
 # --------------------------------------------------------------------------------------------

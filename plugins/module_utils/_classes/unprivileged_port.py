@@ -32,6 +32,7 @@ from ansible_collections.permfix.containers.plugins.module_utils._core.errors im
     PermfixError,
 )
 from ansible_collections.permfix.containers.plugins.module_utils._core.findings import make_finding
+from ansible_collections.permfix.containers.plugins.module_utils._core.jsonsafe import pick
 from ansible_collections.permfix.containers.plugins.module_utils._core.runner import Runner
 from ansible_collections.permfix.containers.plugins.module_utils._engines.docker import docker_api_get
 from ansible_collections.permfix.containers.plugins.module_utils._engines.podman import (
@@ -115,15 +116,7 @@ class PublishedPort:
         return f"rootless {self.source} container {self.container} of user {self.user} (host port {self.label()})"
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "port": self.port,
-            "end": self.end,
-            "protocol": self.protocol,
-            "source": self.source,
-            "engine": self.engine,
-            "container": self.container,
-            "user": self.user,
-        }
+        return pick(self, "port", "end", "protocol", "source", "engine", "container", "user")
 
 
 def _as_port(value: Any) -> int | None:

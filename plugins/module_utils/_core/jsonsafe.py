@@ -1,8 +1,10 @@
 # Copyright: permfix.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # PRIVATE to the collection: these module_utils may change at any time; do not import them elsewhere.
-"""Values made safe for JSON: text that came in with surrogate escapes (bytes that are not UTF-8,
-in names read from files) shown as ``\\xNN`` instead of breaking the module's output.
+"""Values for JSON: records as plain dicts (:func:`pick`), and text made valid UTF-8.
+
+Text that came in with surrogate escapes (bytes that are not UTF-8, in names read from files) is
+shown as ``\\xNN`` instead of breaking the module's output.
 """
 
 from __future__ import annotations
@@ -25,3 +27,13 @@ def json_safe(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [json_safe(item) for item in value]
     return value
+
+
+def pick(record: Any, *names: str, **renamed: str) -> dict[str, Any]:
+    """The attributes ``names`` of ``record`` as a dict (a list or dict value copied), then each
+    ``key=attribute`` of ``renamed``: what a record's ``as_dict`` returns to the module."""
+    values = {name: getattr(record, name) for name in names}
+    values.update({key: getattr(record, attribute) for key, attribute in renamed.items()})
+    return {key: list(value) if isinstance(value, list) else dict(value) if isinstance(value, dict) else value
+            for key, value in values.items()}
+

@@ -60,6 +60,26 @@ from ansible_collections.permfix.containers.plugins.module_utils._host.idmap imp
 )
 
 
+class EngineObject:
+    """A container or a volume of one engine; ``account`` is the rootless podman user (None for a
+    rootful engine) and ``noun`` what it is, for messages."""
+
+    noun = "container"
+    engine: str
+    name: str
+    account: Account | None
+
+    @property
+    def owner(self) -> str | None:
+        """The rootless podman user's name, None for a rootful engine."""
+        return self.account.name if self.account is not None else None
+
+    def describe(self) -> str:
+        if self.account is not None:
+            return f"rootless podman {self.noun} {self.name} of user {self.account.name}"
+        return f"{self.engine} {self.noun} {self.name}"
+
+
 @dataclass(frozen=True)
 class Mount:
     """One mount of a container: ``source`` on the host, ``destination`` inside."""
@@ -76,7 +96,7 @@ class Mount:
 
 
 @dataclass
-class Container:
+class Container(EngineObject):
     """A container of any engine, as the detections need it."""
 
     engine: str  # docker or podman
@@ -100,16 +120,6 @@ class Container:
     map_source: str = "identity"  # kernel, engine, computed or identity
     accounts: AccountDatabase | None = None  # the container's /etc/passwd and /etc/group
     notes: list[str] = field(default_factory=list)
-
-    @property
-    def owner(self) -> str | None:
-        """The rootless podman user's name, None for a rootful container."""
-        return self.account.name if self.account is not None else None
-
-    def describe(self) -> str:
-        if self.account is not None:
-            return f"rootless podman container {self.name} of user {self.account.name}"
-        return f"{self.engine} container {self.name}"
 
     def has_dac_override(self) -> bool:
         """Whether a root process in the container keeps CAP_DAC_OVERRIDE (both engines grant

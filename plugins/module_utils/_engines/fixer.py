@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ansible_collections.permfix.containers.plugins.module_utils._core.errors import PermfixError
+from ansible_collections.permfix.containers.plugins.module_utils._core.jsonsafe import pick
 from ansible_collections.permfix.containers.plugins.module_utils._core.numbers import ID_MAX
 from ansible_collections.permfix.containers.plugins.module_utils._core.runner import Runner
 from ansible_collections.permfix.containers.plugins.module_utils._engines.docker import (
@@ -198,13 +199,7 @@ class FixerRun:
     security: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "image": self.image,
-            "image_source": self.image_source,
-            "rc": self.rc,
-            "security": self.security,
-        }
+        return pick(self, "name", "image", "image_source", "rc", "security")
 
 
 def security_view(inspect: Mapping[str, Any]) -> dict[str, Any]:

@@ -19,8 +19,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ansible_collections.permfix.containers.plugins.module_utils._core.errors import PermfixError
+from ansible_collections.permfix.containers.plugins.module_utils._core.jsonsafe import pick
 from ansible_collections.permfix.containers.plugins.module_utils._engines.containers import (
     Container,
+    EngineObject,
     UnknownIdentity,
     host_identity,
 )
@@ -54,8 +56,10 @@ class VolumeError(PermfixError):
 
 
 @dataclass
-class Volume:
+class Volume(EngineObject):
     """A named volume of one engine (and one rootless user)."""
+
+    noun = "volume"
 
     engine: str
     name: str
@@ -67,14 +71,6 @@ class Volume:
     uid_map: IdMap = IDENTITY  # the engine's default namespace: container id -> host id
     gid_map: IdMap = IDENTITY
 
-    @property
-    def owner(self) -> str | None:
-        return self.account.name if self.account is not None else None
-
-    def describe(self) -> str:
-        if self.account is not None:
-            return f"rootless podman volume {self.name} of user {self.account.name}"
-        return f"{self.engine} volume {self.name}"
 
 
 def volume_from_inspect(engine: str, data: Mapping[str, Any], account: Account | None = None) -> Volume:
@@ -130,16 +126,10 @@ class VolumeUser:
     dac_override: bool = False
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "container": self.container,
-            "running": self.running,
-            "access": "rw" if self.rw else "ro",
-            "destination": self.destination,
-            "uid": self.uid,
-            "gid": self.gid,
-            "host_uid": self.host_uid,
-            "host_gid": self.host_gid,
-        }
+        return dict(
+            pick(self, "container", "running", "destination", "uid", "gid", "host_uid", "host_gid"),
+            access="rw" if self.rw else "ro",
+        )
 
 
 def mounts_volume(container: Container, volume: Volume) -> list[Any]:
@@ -192,14 +182,7 @@ class Expectation:
     containers: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "uid": self.uid,
-            "gid": self.gid,
-            "host_uid": self.host_uid,
-            "host_gid": self.host_gid,
-            "source": self.source,
-            "containers": list(self.containers),
-        }
+        return pick(self, "uid", "gid", "host_uid", "host_gid", "source", "containers")
 
 
 def parse_owner(text: str, what: str = "owner") -> tuple[int, int]:
@@ -279,17 +262,7 @@ class Observation:
     in_namespace: bool = False  # uid/gid are the engine namespace's ids, not host ids
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "method": self.method,
-            "uid": self.uid,
-            "gid": self.gid,
-            "mode": self.mode,
-            "entries": self.entries,
-            "mismatched": self.mismatched,
-            "complete": self.complete,
-            "skipped": dict(self.skipped),
-            "sample": list(self.sample),
-        }
+        return pick(self, "method", "uid", "gid", "mode", "entries", "mismatched", "complete", "skipped", "sample")
 
 
 def observe_on_host(volume: Volume, expectation: Expectation, full: bool = True, sample_size: int = 10) -> Observation:

@@ -35,6 +35,7 @@ from typing import Any
 
 from ansible_collections.permfix.containers.plugins.module_utils._core.atomic import write_atomically
 from ansible_collections.permfix.containers.plugins.module_utils._core.errors import PermfixError
+from ansible_collections.permfix.containers.plugins.module_utils._core.jsonsafe import pick
 
 UNPRIVILEGED_PORT_KEY = "net.ipv4.ip_unprivileged_port_start"
 DEFAULT_SYSCTL_DIRS: tuple[str, ...] = (
@@ -167,17 +168,10 @@ class Assignment:
         return self.value is not None
 
     def as_dict(self, winner: Assignment | None = None) -> dict[str, Any]:
-        return {
-            "path": self.path,
-            "real_path": self.real_path,
-            "line": self.line,
-            "text": self.text,
-            "raw_value": self.raw_value,
-            "value": self.value,
-            "valid": self.valid,
-            "applied": self.applied,
-            "winner": winner is self,
-        }
+        return dict(
+            pick(self, "path", "real_path", "line", "text", "raw_value", "value", "valid", "applied"),
+            winner=winner is self,
+        )
 
 
 @dataclass
@@ -324,14 +318,7 @@ class Runtime:
     initial_netns: bool | None
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "path": self.path,
-            "supported": self.supported,
-            "value": self.value,
-            "writable": self.writable,
-            "netns": self.netns,
-            "initial_netns": self.initial_netns,
-        }
+        return pick(self, "path", "supported", "value", "writable", "netns", "initial_netns")
 
 
 def _readlink(path: str) -> str | None:
