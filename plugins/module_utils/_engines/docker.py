@@ -267,8 +267,9 @@ class DockerEngine:
     def stop(self, name: str) -> None:
         self._call(f"stop container {name}", self.client.stop, name)
 
-    def start(self, name: str) -> None:
-        self._call(f"start container {name}", self.client.start, name)
+    def start(self, name: str, what: str = "") -> None:
+        """Start a container (``what`` names it in an error, default ``container NAME``)."""
+        self._call(f"start {what or 'container ' + name}", self.client.start, name)
 
     # Images and one-off containers (the volume fixer)
 
@@ -296,15 +297,16 @@ class DockerEngine:
         created = self._call(f"create {what}", self.client.create_container, image, host_config=config, **options)
         return str(created.get("Id") or options.get("name") or "")
 
-    def wait(self, container_id: str, timeout: int) -> int:
+    def wait(self, container_id: str, timeout: int, what: str = "the container") -> int:
         """Wait for a container to exit and return its exit status."""
-        status = self._call("wait for the container", self.client.wait, container_id, timeout=timeout)
+        status = self._call(f"wait for {what}", self.client.wait, container_id, timeout=timeout)
         return int(status.get("StatusCode", 1)) if isinstance(status, dict) else int(status)
 
-    def logs(self, container_id: str, stream: str) -> bytes:
-        """The container's ``stdout`` or ``stderr`` output."""
-        data = self._call(f"read the container's {stream}", self.client.logs, container_id,
-                          stdout=stream == "stdout", stderr=stream == "stderr")
+    def logs(self, container_id: str, stream: str, what: str = "the container's output") -> bytes:
+        """The container's ``stdout`` or ``stderr`` output (``what`` names it in an error)."""
+        data = self._call(
+            f"read {what}", self.client.logs, container_id, stdout=stream == "stdout", stderr=stream == "stderr"
+        )
         return data if isinstance(data, bytes) else str(data or "").encode()
 
     def remove(self, container_id: str) -> None:

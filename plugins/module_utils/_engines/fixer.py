@@ -295,10 +295,10 @@ class DockerFixer:
         ) or name
         try:
             inspect = self.engine.inspect_container(container_id) or {}
-            self.engine.start(container_id)
-            rc = self.engine.wait(container_id, self.timeout)
-            stdout = _text(self.engine.logs(container_id, "stdout"))
-            stderr = _text(self.engine.logs(container_id, "stderr"))
+            self.engine.start(container_id, "the fixer container")
+            rc = self.engine.wait(container_id, self.timeout, "the fixer container")
+            stdout = _text(self.engine.logs(container_id, "stdout", "the fixer's output"))
+            stderr = _text(self.engine.logs(container_id, "stderr", "the fixer's errors"))
         finally:
             self.engine.remove(container_id)
         return FixerRun(name, image, image_source, rc, stdout, stderr, security_view(inspect))
