@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 from ansible.errors import AnsibleFilterError
 
@@ -53,6 +53,9 @@ _value:
 """
 
 
+_T = TypeVar("_T")
+
+
 def _report(hosts: Any, generated_at: str) -> dict[str, Any]:
     if not isinstance(hosts, dict):
         raise AnsibleFilterError(
@@ -64,31 +67,18 @@ def _report(hosts: Any, generated_at: str) -> dict[str, Any]:
         raise AnsibleFilterError(f"permfix.containers.report could not build the report: {exc}") from exc
 
 
-def _markdown(report: Any) -> str:
-    try:
-        return render_markdown(report)
-    except (KeyError, TypeError) as exc:
-        raise AnsibleFilterError(
-            f"permfix.containers.report_markdown needs a report built by permfix.containers.report: {exc}"
-        ) from exc
+def _rendering(name: str, render: Callable[[Any], _T]) -> Callable[[Any], _T]:
+    """The filter ``name``: ``render`` of a report, with an error that says what the filter needs."""
 
+    def rendered(report: Any) -> _T:
+        try:
+            return render(report)
+        except (KeyError, TypeError) as exc:
+            raise AnsibleFilterError(
+                f"permfix.containers.{name} needs a report built by permfix.containers.report: {exc}"
+            ) from exc
 
-def _summary(report: Any) -> list[str]:
-    try:
-        return summary_lines(report)
-    except (KeyError, TypeError) as exc:
-        raise AnsibleFilterError(
-            f"permfix.containers.report_summary needs a report built by permfix.containers.report: {exc}"
-        ) from exc
-
-
-def _findings(report: Any) -> list[str]:
-    try:
-        return finding_lines(report)
-    except (KeyError, TypeError) as exc:
-        raise AnsibleFilterError(
-            f"permfix.containers.report_findings needs a report built by permfix.containers.report: {exc}"
-        ) from exc
+    return rendered
 
 
 class FilterModule:
@@ -97,7 +87,7 @@ class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {
             "report": _report,
-            "report_markdown": _markdown,
-            "report_summary": _summary,
-            "report_findings": _findings,
+            "report_markdown": _rendering("report_markdown", render_markdown),
+            "report_summary": _rendering("report_summary", summary_lines),
+            "report_findings": _rendering("report_findings", finding_lines),
         }

@@ -201,16 +201,8 @@ def discover(request: BindMountInfoRequest, runner: Runner, outcome: Outcome) ->
 
 
 def _record(need: Need, **values: Any) -> dict[str, Any]:
-    record: dict[str, Any] = {
-        "container": need.label,
-        "engine": need.engine,
-        "user": need.owner,
-        "source": need.source,
-        "destination": need.destination,
-        "access": "ro" if need.read_only else "rw",
-    }
-    record.update(values)
-    return record
+    access = "ro" if need.read_only else "rw"
+    return dict(pick(need, "engine", "source", "destination", container="label", user="owner"), access=access, **values)
 
 
 def _host_identity(

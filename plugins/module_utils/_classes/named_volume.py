@@ -23,6 +23,7 @@ from typing import Any
 from ansible_collections.permfix.containers.plugins.module_utils._core.contracts import Detection
 from ansible_collections.permfix.containers.plugins.module_utils._core.errors import OptionError
 from ansible_collections.permfix.containers.plugins.module_utils._core.findings import make_finding
+from ansible_collections.permfix.containers.plugins.module_utils._core.jsonsafe import pick
 from ansible_collections.permfix.containers.plugins.module_utils._core.numbers import sample_size as check_sample_size
 from ansible_collections.permfix.containers.plugins.module_utils._core.runner import Runner
 from ansible_collections.permfix.containers.plugins.module_utils._engines.containers import Container
@@ -170,15 +171,7 @@ def _finding(
 
 
 def _record(volume: Volume, **values: Any) -> dict[str, Any]:
-    record: dict[str, Any] = {
-        "name": volume.name,
-        "engine": volume.engine,
-        "user": volume.owner,
-        "driver": volume.driver,
-        "mountpoint": volume.mountpoint,
-    }
-    record.update(values)
-    return record
+    return dict(pick(volume, "name", "engine", "driver", "mountpoint", user="owner"), **values)
 
 
 def _examine(

@@ -170,6 +170,35 @@ def _name(data: Mapping[str, Any]) -> str:
 # Docker
 
 
+def _from_inspect(
+    engine: str, data: Mapping[str, Any], image: str, image_user: str, account: Account | None = None
+) -> Container:
+    """What Docker's and podman's inspect data say alike: the model before its id maps."""
+    config = data.get("Config") or {}
+    host = data.get("HostConfig") or {}
+    state = data.get("State") or {}
+    user, source = choose_user(config.get("User"), image_user)
+    running = bool(state.get("Running"))
+    return Container(
+        engine=engine,
+        id=str(data.get("Id", "")),
+        name=_name(data),
+        state=str(state.get("Status") or ("running" if running else "exited")),
+        running=running,
+        pid=int(state.get("Pid") or 0) or None,
+        image=image,
+        user=user,
+        user_source=source,
+        mounts=_mounts(data.get("Mounts") or []),
+        group_add=_strings(host.get("GroupAdd")),
+        cap_add=_strings(host.get("CapAdd")),
+        cap_drop=_strings(host.get("CapDrop")),
+        privileged=bool(host.get("Privileged")),
+        userns_mode=str(host.get("UsernsMode") or ""),
+        account=account,
+    )
+
+
 def container_from_docker(
     data: Mapping[str, Any],
     image: Mapping[str, Any] | None = None,
@@ -181,29 +210,9 @@ def container_from_docker(
     ``remap`` the daemon's userns-remap maps (None when remapping is off).
     """
     config = data.get("Config") or {}
-    host = data.get("HostConfig") or {}
-    state = data.get("State") or {}
     image_user = ((image or {}).get("Config") or {}).get("User") or ""
-    user, source = choose_user(config.get("User"), image_user)
-    userns = str(host.get("UsernsMode") or "")
-    running = bool(state.get("Running"))
-    container = Container(
-        engine="docker",
-        id=str(data.get("Id", "")),
-        name=_name(data),
-        state=str(state.get("Status") or ("running" if running else "exited")),
-        running=running,
-        pid=int(state.get("Pid") or 0) or None,
-        image=str(config.get("Image") or data.get("Image") or ""),
-        user=user,
-        user_source=source,
-        mounts=_mounts(data.get("Mounts") or []),
-        group_add=_strings(host.get("GroupAdd")),
-        cap_add=_strings(host.get("CapAdd")),
-        cap_drop=_strings(host.get("CapDrop")),
-        privileged=bool(host.get("Privileged")),
-        userns_mode=userns,
-    )
+    container = _from_inspect("docker", data, str(config.get("Image") or data.get("Image") or ""), image_user)
+    userns = container.userns_mode
     if remap is not None and userns != "host":
         container.uid_map, container.gid_map = remap
         container.map_source = "computed"
@@ -275,27 +284,8 @@ def container_from_podman(
     """
     config = data.get("Config") or {}
     host = data.get("HostConfig") or {}
-    state = data.get("State") or {}
-    user, source = choose_user(config.get("User"), image_user)
-    running = bool(state.get("Running"))
-    container = Container(
-        engine="podman",
-        id=str(data.get("Id", "")),
-        name=_name(data),
-        state=str(state.get("Status") or ("running" if running else "exited")),
-        running=running,
-        pid=int(state.get("Pid") or 0) or None,
-        image=str(data.get("ImageName") or config.get("Image") or data.get("Image") or ""),
-        user=user,
-        user_source=source,
-        mounts=_mounts(data.get("Mounts") or []),
-        group_add=_strings(host.get("GroupAdd")),
-        cap_add=_strings(host.get("CapAdd")),
-        cap_drop=_strings(host.get("CapDrop")),
-        privileged=bool(host.get("Privileged")),
-        userns_mode=str(host.get("UsernsMode") or ""),
-        account=account,
-    )
+    image = str(data.get("ImageName") or config.get("Image") or data.get("Image") or "")
+    container = _from_inspect("podman", data, image, image_user, account)
     mappings = host.get("IDMappings") or data.get("IDMappings") or {}
     inner_uid = inner_gid = None
     try:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import grp
 import pwd
 from bisect import bisect_left
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Callable, TypeVar
 
@@ -95,38 +95,36 @@ def _id(text: str) -> int | None:
     return int(text) if text.isdigit() else None
 
 
-def parse_passwd(text: str) -> list[Account]:
-    """The well-formed entries of a passwd file (7 fields, numeric uid and gid), in order."""
-    entries = []
+def _records(text: str, count: int) -> Iterator[tuple[int, list[str]]]:
+    """``(line number, fields)`` of every line with ``count`` fields and a name (comments, blank
+    lines and NIS compat entries skipped; a DOS line ending ignored)."""
     for number, line in enumerate(split_lines(text), start=1):
         line = line.rstrip("\r")
         if _skip(line):
             continue
         fields = line.split(":")
-        if len(fields) != 7 or not fields[0]:
-            continue
+        if len(fields) == count and fields[0]:
+            yield number, fields
+
+
+def parse_passwd(text: str) -> list[Account]:
+    """The well-formed entries of a passwd file (7 fields, numeric uid and gid), in order."""
+    entries = []
+    for number, fields in _records(text, 7):
         uid, gid = _id(fields[2]), _id(fields[3])
-        if uid is None or gid is None:
-            continue
-        entries.append(Account(fields[0], uid, gid, fields[5], fields[4], fields[6], number))
+        if uid is not None and gid is not None:
+            entries.append(Account(fields[0], uid, gid, fields[5], fields[4], fields[6], number))
     return entries
 
 
 def parse_group(text: str) -> list[GroupEntry]:
     """The well-formed entries of a group file (4 fields, numeric gid), in order."""
     entries = []
-    for number, line in enumerate(split_lines(text), start=1):
-        line = line.rstrip("\r")
-        if _skip(line):
-            continue
-        fields = line.split(":")
-        if len(fields) != 4 or not fields[0]:
-            continue
+    for number, fields in _records(text, 4):
         gid = _id(fields[2])
-        if gid is None:
-            continue
-        members = tuple(member for member in fields[3].split(",") if member)
-        entries.append(GroupEntry(fields[0], gid, members, number))
+        if gid is not None:
+            members = tuple(member for member in fields[3].split(",") if member)
+            entries.append(GroupEntry(fields[0], gid, members, number))
     return entries
 
 
