@@ -387,15 +387,10 @@ class FakeUsermod:
         return 0, "", ""
 
 
-def test_a_range_taken_by_another_program_at_the_same_moment_is_removed_again(tmp_path) -> None:
-    from ansible_collections.permfix.containers.plugins.module_utils._classes.subid_fix import (
-        _result,
-        _run_usermod,
-    )
-    from ansible_collections.permfix.containers.plugins.module_utils._host.subid_file import (
-        Snapshot,
-        SubidPaths,
-    )
+def usermod_plan(tmp_path):
+    """A snapshot of bob's range in files under ``tmp_path`` and the plan that gives app 65536 UIDs."""
+    from ansible_collections.permfix.containers.plugins.module_utils._classes.subid_fix import _result
+    from ansible_collections.permfix.containers.plugins.module_utils._host.subid_file import Snapshot, SubidPaths
 
     (tmp_path / "subuid").write_text("bob:100000:65536\n")
     (tmp_path / "subgid").write_text("")
@@ -404,7 +399,13 @@ def test_a_range_taken_by_another_program_at_the_same_moment_is_removed_again(tm
     files = {SUBUID: subid_file(SUBUID, "bob:100000:65536\n"), SUBGID: subid_file(SUBGID, "")}
     snap = Snapshot(paths, files, db, BOUNDS, "files")
     plan_result = plan_user(files, db, db.user("app"), {SUBUID: 65536, SUBGID: 0}, BOUNDS)
-    result = _result(snap, db.user("app"), {SUBUID: 65536, SUBGID: 0}, plan_result)
+    return snap, _result(snap, db.user("app"), {SUBUID: 65536, SUBGID: 0}, plan_result)
+
+
+def test_a_range_taken_by_another_program_at_the_same_moment_is_removed_again(tmp_path) -> None:
+    from ansible_collections.permfix.containers.plugins.module_utils._classes.subid_fix import _run_usermod
+
+    snap, result = usermod_plan(tmp_path)
     runner = FakeUsermod(str(tmp_path / "subuid"), "carol:170000:10\n")
     with pytest.raises(
         SubidError, match=r"another program added carol's 170000-170009 .* they were removed again\. Run again\."
@@ -417,22 +418,8 @@ def test_a_range_taken_by_another_program_at_the_same_moment_is_removed_again(tm
 
 
 def test_usermod_read_back_without_a_race_keeps_the_new_text(tmp_path) -> None:
-    from ansible_collections.permfix.containers.plugins.module_utils._classes.subid_fix import (
-        _result,
-        _run_usermod,
-    )
-    from ansible_collections.permfix.containers.plugins.module_utils._host.subid_file import (
-        Snapshot,
-        SubidPaths,
-    )
+    from ansible_collections.permfix.containers.plugins.module_utils._classes.subid_fix import _run_usermod
 
-    (tmp_path / "subuid").write_text("bob:100000:65536\n")
-    (tmp_path / "subgid").write_text("")
-    paths = SubidPaths(subuid=str(tmp_path / "subuid"), subgid=str(tmp_path / "subgid"))
-    db = accounts()
-    files = {SUBUID: subid_file(SUBUID, "bob:100000:65536\n"), SUBGID: subid_file(SUBGID, "")}
-    snap = Snapshot(paths, files, db, BOUNDS, "files")
-    plan_result = plan_user(files, db, db.user("app"), {SUBUID: 65536, SUBGID: 0}, BOUNDS)
-    result = _result(snap, db.user("app"), {SUBUID: 65536, SUBGID: 0}, plan_result)
+    snap, result = usermod_plan(tmp_path)
     _run_usermod(snap, result, "/usr/sbin/usermod", FakeUsermod(str(tmp_path / "subuid"), ""), None)
     assert result.after[SUBUID] == "bob:100000:65536\napp:165536:65536\n"

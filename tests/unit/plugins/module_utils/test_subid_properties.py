@@ -11,22 +11,8 @@ from ansible_collections.permfix.containers.plugins.module_utils._classes.subid_
     apply_range_changes,
     plan_user,
 )
+from ansible_collections.permfix.containers.plugins.module_utils._host import subid_file as sf
 from ansible_collections.permfix.containers.plugins.module_utils._host.accounts import AccountDatabase
-from ansible_collections.permfix.containers.plugins.module_utils._host.subid_file import (
-    KINDS,
-    SUBGID,
-    SUBUID,
-    IdBounds,
-    SubidError,
-    SubidFile,
-    SubRange,
-    find_overlaps,
-    first_free,
-    merge_intervals,
-    parse_subid,
-    render,
-    union_size,
-)
 
 OWNERS = ["app", "bob", "carol", "1001", "ghost"]
 PASSWD = "".join(
@@ -43,8 +29,8 @@ line_text = st.one_of(
 @given(st.lists(line_text, max_size=30), st.booleans())
 def test_any_text_round_trips(lines: list, final_newline: bool) -> None:
     text = "\n".join(lines) + ("\n" if final_newline and lines else "")
-    parsed = parse_subid(text)
-    assert render(parsed) == text
+    parsed = sf.parse_subid(text)
+    assert sf.render(parsed) == text
     assert [line.number for line in parsed] == list(range(1, len(parsed) + 1))
 
 
@@ -53,8 +39,8 @@ intervals = st.lists(st.tuples(st.integers(0, 300), st.integers(1, 60)).map(lamb
 
 @given(intervals, st.integers(1, 80), st.integers(0, 200), st.integers(0, 400))
 def test_first_free_is_free_in_bounds_and_the_lowest(occupied: list, count: int, low: int, high: int) -> None:
-    merged = merge_intervals(occupied)
-    start = first_free(merged, count, low, high)
+    merged = sf.merge_intervals(occupied)
+    start = sf.first_free(merged, count, low, high)
 
     def free(candidate: int) -> bool:
         return all(candidate + count <= a or b <= candidate for a, b in occupied)
@@ -76,13 +62,13 @@ ranges = st.lists(
 @given(ranges)
 def test_overlap_totals_match_brute_force(entries: list) -> None:
     text = "".join(f"{owner}:{start}:{count}\n" for owner, start, count in entries)
-    lines = parse_subid(text)
+    lines = sf.parse_subid(text)
     key = {"1001": "app"}
 
     def owner_key(line) -> str:
         return key.get(line.owner, line.owner)
 
-    found = {overlap.line.number: overlap for overlap in find_overlaps(lines, owner_key)}
+    found = {overlap.line.number: overlap for overlap in sf.find_overlaps(lines, owner_key)}
     for line in lines:
         others = [
             other for other in lines
@@ -120,17 +106,17 @@ def test_a_plan_never_overlaps_anything_stays_in_bounds_and_is_idempotent(
     passwd = PASSWD + "".join(f"x{i}:x:{uid}:{uid}::/:/bin/sh\n" for i, uid in enumerate(extra_ids))
     db = AccountDatabase.from_text(passwd, "")
     user = db.user("app")
-    bounds = {kind: IdBounds(low, low + span, 65536) for kind in KINDS}
-    files = {SUBUID: SubidFile(SUBUID, "/etc/subuid", True, parse_subid(subuid)),
-             SUBGID: SubidFile(SUBGID, "/etc/subgid", True, parse_subid(subgid))}
-    wanted = {SUBUID: count, SUBGID: count}
+    bounds = {kind: sf.IdBounds(low, low + span, 65536) for kind in sf.KINDS}
+    files = {sf.SUBUID: sf.SubidFile(sf.SUBUID, "/etc/subuid", True, sf.parse_subid(subuid)),
+             sf.SUBGID: sf.SubidFile(sf.SUBGID, "/etc/subgid", True, sf.parse_subid(subgid))}
+    wanted = {sf.SUBUID: count, sf.SUBGID: count}
     try:
         plan = plan_user(files, db, user, wanted, bounds)
-    except SubidError as exc:
+    except sf.SubidError as exc:
         assert "no block of" in str(exc)
         return
     account_ids = set(db.uids()) | set(db.gids())
-    for kind in KINDS:
+    for kind in sf.KINDS:
         for change in plan[kind]:
             added = change.added
             assert added.count > 0
@@ -140,21 +126,21 @@ def test_a_plan_never_overlaps_anything_stays_in_bounds_and_is_idempotent(
                     assert not added.overlaps(line.range), (kind, change, line)
             assert not any(added.contains(value) for value in account_ids)
         new_text = apply_range_changes(files[kind], "app", plan[kind])
-        new_lines = parse_subid(new_text)
+        new_lines = sf.parse_subid(new_text)
         widened = {change.line for change in plan[kind] if change.action == "widen"}
         # every line but a widened one keeps its exact text
         for old in files[kind].lines:
             if old.number not in widened:
                 assert new_lines[old.number - 1].text == old.text
-        files[kind] = SubidFile(kind, files[kind].path, True, new_lines)
+        files[kind] = sf.SubidFile(kind, files[kind].path, True, new_lines)
         mine = [line.range for line in files[kind].lines_of(user, db)]
-        assert union_size(mine) >= count
+        assert sf.union_size(mine) >= count
     again = plan_user(files, db, user, wanted, bounds)
-    assert again == {SUBUID: [], SUBGID: []}
+    assert again == {sf.SUBUID: [], sf.SUBGID: []}
 
 
 @given(st.integers(0, 60), st.integers(0, 60), st.integers(0, 60), st.integers(0, 60))
 def test_range_overlap_means_shared_ids(a: int, b: int, c: int, d: int) -> None:
-    first, second = SubRange(a, b), SubRange(c, d)
+    first, second = sf.SubRange(a, b), sf.SubRange(c, d)
     shared = set(range(a, a + b)) & set(range(c, c + d))
     assert first.overlaps(second) == second.overlaps(first) == bool(shared)
