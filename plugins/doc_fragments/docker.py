@@ -5,7 +5,7 @@ from __future__ import annotations
 
 
 class ModuleDocFragment:
-    """The Docker connection options of every module that asks the Docker daemon."""
+    """The Docker connection options and requirement of every module that asks the Docker daemon."""
 
     DOCUMENTATION = r"""
 options:
@@ -18,4 +18,7 @@ options:
     description: Seconds to wait for the Docker daemon to answer one request.
     type: int
     default: 60
+requirements:
+  - The Docker SDK for Python (C(docker), Debian's C(python3-docker)) on the target when a Docker
+    daemon runs there.
 """

@@ -116,10 +116,9 @@ extends_documentation_fragment:
   - permfix.containers.attributes
   - permfix.containers.docker
   - permfix.containers.attributes.info_module
-requirements:
-  - The Docker SDK for Python (C(docker), Debian's C(python3-docker)) on the target when a Docker
-    daemon runs there; without it the Docker-based detections record an error.
 notes:
+  - Without the Docker SDK for Python on a host where a Docker daemon runs, the Docker-based detections
+    record an error and the others still run.
   - Run as root (C(become)) so that every user's files, containers and volumes can be examined.
 seealso:
   - module: permfix.containers.engine_info

@@ -106,9 +106,6 @@ extends_documentation_fragment:
   - permfix.containers.attributes
   - permfix.containers.docker
   - permfix.containers.attributes.info_module
-requirements:
-  - The Docker SDK for Python (C(docker), Debian's C(python3-docker)) on the target when a Docker
-    daemon runs there.
 notes:
   - Run it as root, so that it can read every path and ask podman as every rootless user.
   - Sockets, device nodes and single files are checked but never planned for a change.

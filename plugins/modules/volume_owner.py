@@ -88,8 +88,6 @@ extends_documentation_fragment:
   - permfix.containers.attributes
   - permfix.containers.docker
   - permfix.containers.attributes.fix_module
-requirements:
-  - The Docker SDK for Python (C(docker), Debian's C(python3-docker)) on the target for Docker volumes.
 notes:
   - Run as root (C(become)).
   - Entries owned by ids the engine's namespace does not map cannot be changed by the fixer; the module

@@ -79,9 +79,6 @@ extends_documentation_fragment:
   - permfix.containers.attributes
   - permfix.containers.docker
   - permfix.containers.attributes.info_module
-requirements:
-  - The Docker SDK for Python (C(docker), Debian's C(python3-docker)) on the target when a Docker
-    daemon runs there.
 notes:
   - Run as root (C(become)) so that every volume's mountpoint can be read.
   - Engines that are absent or do not answer become RV(notes), not errors.
