@@ -113,7 +113,11 @@ class PlaybookResult:
 
 
 class RoleRun:
-    """One role of the collection run on localhost, and what it reports: the role tests' steps."""
+    """One role of the collection run on localhost, and what it reports: the role tests' steps.
+
+    Every role records ``<role>_result`` (``changed``, ``fixed``, ``skipped``, ``notes``, ``findings``;
+    docs/roles/) in its task "Record what was fixed and what was left alone"; ``result`` returns it.
+    """
 
     def __init__(self, role: str, fix_task: str, result_fact: str) -> None:
         self.role = role
@@ -134,6 +138,7 @@ class RoleRun:
         return result.stats["localhost"]["changed"]
 
     def result(self, result: PlaybookResult) -> dict[str, Any]:
+        """The role's ``<role>_result`` (the common shape) as the run recorded it."""
         return result.task(self.record_task)["ansible_facts"][self.result_fact]
 
     def rhythm(self, on_second_apply: Any = None, **role_vars: Any) -> list[PlaybookResult]:

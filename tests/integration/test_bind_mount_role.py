@@ -44,7 +44,8 @@ def test_docker_user_1000_can_write_after_the_role(docker_container, srv_dir) ->
     applied = results[1]
     fixed = applied.task(FIX_TASK)["results"][0]
     assert fixed["counts"]["changed"] == 2
-    assert role_result(applied)["changed"] == [path]
+    assert [item["path"] for item in role_result(applied)["fixed"]] == [path]
+    assert role_result(applied)["changed"] is True
     for entry in (path, os.path.join(path, "sub")):
         st = os.stat(entry)
         assert (st.st_uid, st.st_gid) == (1000, 1000)

@@ -27,6 +27,7 @@ def lines_of(user: lib.User) -> dict:
 
 
 ROLE = "permfix.containers.subids : "  # how the json callback names the role's tasks
+RUN = lib.RoleRun("permfix.containers.subids", "Give the named users their subordinate UIDs and GIDs", "subids_result")
 
 
 def changed_tasks(result: lib.PlaybookResult) -> list:
@@ -51,6 +52,9 @@ def test_named_users_get_their_ranges_and_a_podman_user_is_migrated(make_user) -
     applied = lib.run_playbook(role_play(**role_vars))
     assert applied.rc == 0, applied.stdout + applied.stderr
     results = {item["user"]: item for item in applied.task(ROLE + "Give the named users their subordinate UIDs and GIDs")["results"]}
+    recorded = RUN.result(applied)
+    assert recorded["changed"] is True
+    assert {item["user"] for item in recorded["fixed"]} == {plain.name, big.name, podman_user.name}
     assert results[plain.name]["subuid"]["count"] == 65536
     assert results[big.name]["subuid"]["count"] == results[big.name]["subgid"]["count"] == 100000
     assert results[podman_user.name]["changed"] is True
@@ -82,9 +86,11 @@ def test_overlaps_are_reported_not_changed(make_user) -> None:
     assert result.rc == 0, result.stdout
     assert changed_tasks(result) == []
     assert {user.name: lines_of(user) for user in (first, second)} == before
-    findings = result.task(ROLE + "Keep the findings left for a person (overlaps, malformed lines, missing helpers)")["ansible_facts"]["subids_findings"]
+    findings = RUN.result(result)["findings"]
     overlapping = {f["user"] for f in findings if f["id"].startswith("subid:overlap:")}
     assert {first.name, second.name} <= overlapping
+    skipped = {item["id"]: item["reason"] for item in RUN.result(result)["skipped"]}
+    assert {f["id"] for f in findings if f["id"].startswith("subid:overlap:")} <= set(skipped)
 
 
 def test_an_unknown_user_stops_the_role_before_any_change(make_user) -> None:
