@@ -20,7 +20,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CACHE_DIR = Path(os.environ.get("PERMFIX_CACHE", "/var/cache/permfix-tests"))
@@ -49,7 +49,7 @@ def collections_dir() -> Path:
     return base
 
 
-def ansible_env(extra: Optional[Mapping[str, str]] = None) -> dict[str, str]:
+def ansible_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """Environment for ansible-playbook and friends: this checkout as permfix.containers."""
     env = dict(os.environ)
     env.update(
@@ -163,15 +163,15 @@ class RoleRun:
 
 
 def run_playbook(
-    playbook: Union[str, Path, Sequence[Mapping[str, Any]]],
+    playbook: str | Path | Sequence[Mapping[str, Any]],
     *,
-    extra_vars: Optional[Mapping[str, Any]] = None,
+    extra_vars: Mapping[str, Any] | None = None,
     check: bool = False,
     diff: bool = False,
-    inventory: Optional[Union[str, Path]] = None,
+    inventory: str | Path | None = None,
     json_output: bool = True,
-    env: Optional[Mapping[str, str]] = None,
-    cwd: Optional[Union[str, Path]] = None,
+    env: Mapping[str, str] | None = None,
+    cwd: str | Path | None = None,
     timeout: int = 900,
     args: Sequence[str] = (),
 ) -> PlaybookResult:
@@ -222,12 +222,12 @@ def run_playbook(
 
 def run_module(
     module: str,
-    module_args: Optional[Mapping[str, Any]] = None,
+    module_args: Mapping[str, Any] | None = None,
     *,
     check: bool = False,
     diff: bool = False,
-    become_user: Optional[str] = None,
-    environment: Optional[Mapping[str, str]] = None,
+    become_user: str | None = None,
+    environment: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Run one module on localhost through ansible-playbook and return its result.
 
@@ -308,7 +308,9 @@ def user_env(user: User) -> dict[str, str]:
     }
 
 
-def run_as(user: User, argv: Sequence[str], *, check: bool = True, timeout: int = 300, input_text: Optional[str] = None) -> subprocess.CompletedProcess:
+def run_as(
+    user: User, argv: Sequence[str], *, check: bool = True, timeout: int = 300, input_text: str | None = None
+) -> subprocess.CompletedProcess:
     """Run ``argv`` as ``user`` from its home directory with a login-like environment."""
     command = ["runuser", "-u", user.name, "--", "env", "-i"]
     command += [f"{key}={value}" for key, value in user_env(user).items()]
@@ -318,7 +320,7 @@ def run_as(user: User, argv: Sequence[str], *, check: bool = True, timeout: int 
     )
 
 
-def podman_import_busybox(user: Optional[User] = None, name: str = IMAGE_BUSYBOX) -> str:
+def podman_import_busybox(user: User | None = None, name: str = IMAGE_BUSYBOX) -> str:
     """Import the busybox image into root's or ``user``'s podman storage (no registry)."""
     argv = ["podman", "import", "--change", 'CMD ["sh"]', str(BUSYBOX_TARBALL), name]
     if user is None:

@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 from ansible.errors import AnsibleFilterError
 
@@ -65,7 +65,7 @@ def _strings(value: Any, what: str) -> list[Any]:
 
 
 def remediation_changes(
-    results: Any, errors_before: Optional[Sequence[str]] = None, errors_after: Optional[Sequence[str]] = None
+    results: Any, errors_before: Sequence[str] | None = None, errors_after: Sequence[str] | None = None
 ) -> dict[str, list[Any]]:
     """What the roles changed (would change, in check mode) and the notes, one line each."""
     roles = _mapping(results, "the input (role name to <role>_result)")

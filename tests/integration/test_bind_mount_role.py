@@ -10,8 +10,9 @@ import socket
 import stat
 import tempfile
 
-import permfix_testlib as lib
 import test_bind_mount_info as shared
+
+import permfix_testlib as lib
 
 # The fixtures and helpers of the bind_mount_info tests.
 docker_container = shared.docker_container

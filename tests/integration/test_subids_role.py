@@ -12,10 +12,19 @@ PLAYBOOK = lib.REPO_ROOT / "playbooks" / "remediate.yml"
 
 
 def role_play(**role_vars) -> list:
-    return [{
-        "hosts": "localhost", "gather_facts": False,
-        "tasks": [{"name": "apply subids", "ansible.builtin.include_role": {"name": "permfix.containers.subids"}, "vars": role_vars}],
-    }]
+    return [
+        {
+            "hosts": "localhost",
+            "gather_facts": False,
+            "tasks": [
+                {
+                    "name": "apply subids",
+                    "ansible.builtin.include_role": {"name": "permfix.containers.subids"},
+                    "vars": role_vars,
+                }
+            ],
+        }
+    ]
 
 
 def lines_of(user: lib.User) -> dict:
@@ -51,7 +60,10 @@ def test_named_users_get_their_ranges_and_a_podman_user_is_migrated(make_user) -
 
     applied = lib.run_playbook(role_play(**role_vars))
     assert applied.rc == 0, applied.stdout + applied.stderr
-    results = {item["user"]: item for item in applied.task(ROLE + "Give the named users their subordinate UIDs and GIDs")["results"]}
+    results = {
+        item["user"]: item
+        for item in applied.task(ROLE + "Give the named users their subordinate UIDs and GIDs")["results"]
+    }
     recorded = RUN.result(applied)
     assert recorded["changed"] is True
     assert {item["user"] for item in recorded["fixed"]} == {plain.name, big.name, podman_user.name}
@@ -65,7 +77,11 @@ def test_named_users_get_their_ranges_and_a_podman_user_is_migrated(make_user) -
     for user in (plain, big, podman_user):
         assert len(lines_of(user)["subuid"]) == 1 and len(lines_of(user)["subgid"]) == 1
     # podman as that user now maps a high UID
-    run = lib.run_as(podman_user, ["podman", "run", "--rm", "--network", "none", "--user", "65000", lib.IMAGE_BUSYBOX, "id", "-u"], check=False)
+    run = lib.run_as(
+        podman_user,
+        ["podman", "run", "--rm", "--network", "none", "--user", "65000", lib.IMAGE_BUSYBOX, "id", "-u"],
+        check=False,
+    )
     assert run.returncode == 0 and run.stdout.strip() == "65000", run.stderr
 
     for check_mode in (True, False):
@@ -82,7 +98,9 @@ def test_overlaps_are_reported_not_changed(make_user) -> None:
     lib.sh("usermod", "--add-subuids", block, "--add-subgids", block, second.name)
     before = {user.name: lines_of(user) for user in (first, second)}
 
-    result = lib.run_playbook(role_play(subids_users=[{"name": first.name}, {"name": second.name}], subids_discover=False))
+    result = lib.run_playbook(
+        role_play(subids_users=[{"name": first.name}, {"name": second.name}], subids_discover=False)
+    )
     assert result.rc == 0, result.stdout
     assert changed_tasks(result) == []
     assert {user.name: lines_of(user) for user in (first, second)} == before
@@ -95,7 +113,9 @@ def test_overlaps_are_reported_not_changed(make_user) -> None:
 
 def test_an_unknown_user_stops_the_role_before_any_change(make_user) -> None:
     user = make_user("pfunk")
-    result = lib.run_playbook(role_play(subids_users=[{"name": user.name}, {"name": "nosuchuserxyz"}], subids_discover=False))
+    result = lib.run_playbook(
+        role_play(subids_users=[{"name": user.name}, {"name": "nosuchuserxyz"}], subids_discover=False)
+    )
     assert result.rc != 0
     failed = result.task(ROLE + "Check that the users exist and that the files are what shadow-utils uses")
     assert failed["failed"] is True
@@ -121,6 +141,8 @@ def test_the_remediate_playbook_applies_the_role(make_user) -> None:
     result = lib.run_playbook(str(PLAYBOOK), extra_vars=extra, args=["--tags", "subids"])
     assert result.rc == 0, result.stdout + result.stderr
     assert len(lines_of(user)["subuid"]) == 1
-    skipped = lib.run_playbook(str(PLAYBOOK), extra_vars=dict(extra, permfix_remediate_subids=False), args=["--tags", "subids"])
+    skipped = lib.run_playbook(
+        str(PLAYBOOK), extra_vars=dict(extra, permfix_remediate_subids=False), args=["--tags", "subids"]
+    )
     assert skipped.rc == 0
     assert [t["_task"] for t in skipped.tasks() if not t.get("skipped")] == []

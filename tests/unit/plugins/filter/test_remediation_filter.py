@@ -14,7 +14,13 @@ remediation_changes = FILTERS["remediation_changes"]
 
 def shape(fixed=(), skipped=(), notes=()):
     """A role result in the common shape."""
-    return {"changed": bool(fixed), "fixed": list(fixed), "skipped": list(skipped), "notes": list(notes), "findings": []}
+    return {
+        "changed": bool(fixed),
+        "fixed": list(fixed),
+        "skipped": list(skipped),
+        "notes": list(notes),
+        "findings": [],
+    }
 
 
 SUBIDS = shape(
@@ -44,8 +50,12 @@ VOLUMES = shape(
     "results, changes, notes",
     [
         pytest.param({}, [], [], id="no role ran"),
-        pytest.param({"subids": None, "unprivileged_ports": None, "bind_mounts": None, "named_volumes": None}, [], [],
-                     id="every role null"),
+        pytest.param(
+            {"subids": None, "unprivileged_ports": None, "bind_mounts": None, "named_volumes": None},
+            [],
+            [],
+            id="every role null",
+        ),
         pytest.param(
             {"subids": SUBIDS},
             ["subid: subordinate UIDs and GIDs of app", "subid: subordinate UIDs and GIDs of ci"],
@@ -71,7 +81,11 @@ VOLUMES = shape(
             id="unprivileged_ports: null before as Jinja prints it, key defaults to the parameter",
         ),
         pytest.param(
-            {"unprivileged_ports": shape(notes=["net.ipv4.ip_unprivileged_port_start is already 0, below 80; not raised"])},
+            {
+                "unprivileged_ports": shape(
+                    notes=["net.ipv4.ip_unprivileged_port_start is already 0, below 80; not raised"]
+                )
+            },
             [],
             ["net.ipv4.ip_unprivileged_port_start is already 0, below 80; not raised"],
             id="unprivileged_ports: unchanged, only notes",
@@ -79,8 +93,10 @@ VOLUMES = shape(
         pytest.param(
             {"bind_mounts": MOUNTS},
             ["bind_mount: owners below /srv/app/data", "bind_mount: owners below /srv/cache"],
-            ["/var/run/docker.sock is a socket, not a directory",
-             "/srv/shared is needed by different owners (999:999, 1000:1000)"],
+            [
+                "/var/run/docker.sock is a socket, not a directory",
+                "/srv/shared is needed by different owners (999:999, 1000:1000)",
+            ],
             id="bind_mounts: one line per path, the reasons of skipped (not its notes)",
         ),
         pytest.param(
@@ -91,19 +107,27 @@ VOLUMES = shape(
         ),
         pytest.param(
             {"named_volumes": VOLUMES, "bind_mounts": MOUNTS, "unprivileged_ports": PORTS, "subids": SUBIDS},
-            ["subid: subordinate UIDs and GIDs of app", "subid: subordinate UIDs and GIDs of ci",
-             "unprivileged_port: net.ipv4.ip_unprivileged_port_start 1024 -> 80",
-             "bind_mount: owners below /srv/app/data", "bind_mount: owners below /srv/cache",
-             "named_volume: owners in volume pgdata"],
-            ["ranges of other and third overlap", "podman as bob: not installed",
-             "/var/run/docker.sock is a socket, not a directory",
-             "/srv/shared is needed by different owners (999:999, 1000:1000)",
-             "podman is not installed on this host; no podman volumes were examined"],
+            [
+                "subid: subordinate UIDs and GIDs of app",
+                "subid: subordinate UIDs and GIDs of ci",
+                "unprivileged_port: net.ipv4.ip_unprivileged_port_start 1024 -> 80",
+                "bind_mount: owners below /srv/app/data",
+                "bind_mount: owners below /srv/cache",
+                "named_volume: owners in volume pgdata",
+            ],
+            [
+                "ranges of other and third overlap",
+                "podman as bob: not installed",
+                "/var/run/docker.sock is a socket, not a directory",
+                "/srv/shared is needed by different owners (999:999, 1000:1000)",
+                "podman is not installed on this host; no podman volumes were examined",
+            ],
             id="all four, in the order the playbook applies them whatever the input order",
         ),
         pytest.param(
             {"subids": shape(), "unprivileged_ports": shape(), "bind_mounts": shape(), "named_volumes": shape()},
-            [], [],
+            [],
+            [],
             id="nothing changed, nothing to say",
         ),
     ],
@@ -117,12 +141,25 @@ def test_changes_and_notes(results, changes, notes) -> None:
     [
         pytest.param(None, None, [], id="none"),
         pytest.param([], [], [], id="empty"),
-        pytest.param(["docker: the daemon did not answer"], [],
-                     ["not examined before the fix: docker: the daemon did not answer"], id="before"),
-        pytest.param([], ["podman as app: timeout"], ["not examined after the fix: podman as app: timeout"], id="after"),
-        pytest.param(["a: x", "b: y"], ["c: z"],
-                     ["not examined before the fix: a: x", "not examined before the fix: b: y",
-                      "not examined after the fix: c: z"], id="both, before first"),
+        pytest.param(
+            ["docker: the daemon did not answer"],
+            [],
+            ["not examined before the fix: docker: the daemon did not answer"],
+            id="before",
+        ),
+        pytest.param(
+            [], ["podman as app: timeout"], ["not examined after the fix: podman as app: timeout"], id="after"
+        ),
+        pytest.param(
+            ["a: x", "b: y"],
+            ["c: z"],
+            [
+                "not examined before the fix: a: x",
+                "not examined before the fix: b: y",
+                "not examined after the fix: c: z",
+            ],
+            id="both, before first",
+        ),
     ],
 )
 def test_detection_errors_come_after_the_roles_notes(before, after, notes) -> None:
@@ -136,8 +173,12 @@ def test_detection_errors_come_after_the_roles_notes(before, after, notes) -> No
         pytest.param([], (), "must be a mapping, not list", id="input not a mapping"),
         pytest.param({"subid": shape()}, (), "does not know the role(s) subid", id="unknown role"),
         pytest.param({"subids": ["changed"]}, (), "subids_result must be a mapping", id="old list shape"),
-        pytest.param({"bind_mounts": shape(fixed=["/srv/x"])}, (), "an item of bind_mounts_result.fixed must be a mapping",
-                     id="fixed item not a mapping"),
+        pytest.param(
+            {"bind_mounts": shape(fixed=["/srv/x"])},
+            (),
+            "an item of bind_mounts_result.fixed must be a mapping",
+            id="fixed item not a mapping",
+        ),
         pytest.param({}, ("docker: down",), "errors_before must be a list of strings", id="errors as a string"),
     ],
 )
