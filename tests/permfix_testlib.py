@@ -14,6 +14,7 @@ import os
 import pwd
 import secrets
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
@@ -112,6 +113,21 @@ class PlaybookResult:
         return self.data.get("stats", {})
 
 
+
+def socket_and_file(directory: str, sock_name: str, file_name: str, text: str = "x") -> tuple[socket.socket, str, str]:
+    """A bound unix socket and a regular file in ``directory``, both mode 0600: bind-mount sources
+    that are not directories. Close the socket when done."""
+    sock_path = os.path.join(directory, sock_name)
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(sock_path)
+    os.chmod(sock_path, 0o600)
+    single = os.path.join(directory, file_name)
+    with open(single, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.chmod(single, 0o600)
+    return server, sock_path, single
+
+
 class RoleRun:
     """One role of the collection run on localhost, and what it reports: the role tests' steps.
 
@@ -124,6 +140,10 @@ class RoleRun:
         self.fix_task = f"{role} : {fix_task}"
         self.record_task = f"{role} : Record what was fixed and what was left alone"
         self.result_fact = result_fact
+
+    def helpers(self) -> tuple[Any, ...]:
+        """``fix_task, play, run, changed, result, rhythm``: what a role test module names at its top."""
+        return self.fix_task, self.play, self.run, self.changed, self.result, self.rhythm
 
     def play(self, **role_vars: Any) -> list[dict[str, Any]]:
         return [{"hosts": "localhost", "gather_facts": False, "roles": [{"role": self.role, "vars": role_vars}]}]

@@ -201,14 +201,7 @@ def test_docker_unknown_container_user_is_a_note(docker_container, srv_dir) -> N
 
 def test_docker_socket_and_single_file_mounts_are_reported_but_never_planned(docker_container, srv_dir) -> None:
     path = srv_dir()
-    sock_path = os.path.join(path, "agent.sock")
-    server = socket.socket(socket.AF_UNIX)
-    server.bind(sock_path)
-    os.chmod(sock_path, 0o600)
-    single = os.path.join(path, "settings.conf")
-    with open(single, "w", encoding="utf-8") as handle:
-        handle.write("x")
-    os.chmod(single, 0o600)
+    server, sock_path, single = lib.socket_and_file(path, "agent.sock", "settings.conf")
     try:
         container = docker_container(
             start=False,

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import stat
 import tempfile
 
@@ -21,12 +20,7 @@ rootless_user = shared.rootless_user
 
 ROLE = "permfix.containers.bind_mounts"
 RUN = lib.RoleRun(ROLE, "Give each container's host identity the access its bind mount needs", "bind_mounts_result")
-FIX_TASK = RUN.fix_task
-play = RUN.play
-run_role = RUN.run
-changed = RUN.changed
-role_result = RUN.result
-rhythm = RUN.rhythm
+FIX_TASK, play, run_role, changed, role_result, rhythm = RUN.helpers()
 
 
 def test_docker_user_1000_can_write_after_the_role(docker_container, srv_dir) -> None:
@@ -74,14 +68,7 @@ def test_rootless_podman_container_writes_after_the_role(make_user) -> None:
 
 def test_sockets_single_files_and_paths_outside_the_roots_are_left_alone(docker_container, srv_dir) -> None:
     path = srv_dir()
-    sock_path = os.path.join(path, "agent.sock")
-    server = socket.socket(socket.AF_UNIX)
-    server.bind(sock_path)
-    os.chmod(sock_path, 0o600)
-    single = os.path.join(path, "localtime")
-    with open(single, "w", encoding="utf-8") as handle:
-        handle.write("UTC")
-    os.chmod(single, 0o600)
+    server, sock_path, single = lib.socket_and_file(path, "agent.sock", "localtime", "UTC")
     outside = tempfile.mkdtemp(prefix="pfbm-", dir="/var/tmp")
     os.chmod(outside, 0o755)
     try:

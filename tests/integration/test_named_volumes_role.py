@@ -20,12 +20,7 @@ ROLE = "permfix.containers.named_volumes"
 RUN = lib.RoleRun(
     ROLE, "Give each volume the owner its containers need, with a one-off fixer container", "named_volumes_result"
 )
-FIX_TASK = RUN.fix_task
-play = RUN.play
-run_role = RUN.run
-changed = RUN.changed
-role_result = RUN.result
-rhythm = RUN.rhythm
+FIX_TASK, play, run_role, changed, role_result, rhythm = RUN.helpers()
 
 
 def test_docker_container_999_can_write_after_the_role(docker_client, docker_volume, fixer_image) -> None:

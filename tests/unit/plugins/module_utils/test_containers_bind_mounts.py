@@ -7,13 +7,13 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
-import socket
 import tempfile
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+import permfix_testlib as lib
 from ansible_collections.permfix.containers.plugins.module_utils._classes.bind_mount import (
     BindMountInfoRequest,
     Spec,
@@ -178,14 +178,7 @@ def test_owner_bits_that_lack_write_need_an_acl(area: str) -> None:
 
 
 def test_sockets_files_and_paths_outside_the_roots_are_skipped_with_reasons(area: str) -> None:
-    sock_path = os.path.join(area, "app.sock")
-    server = socket.socket(socket.AF_UNIX)
-    server.bind(sock_path)
-    os.chmod(sock_path, 0o600)
-    single = os.path.join(area, "localtime")
-    with open(single, "w", encoding="utf-8") as handle:
-        handle.write("x")
-    os.chmod(single, 0o600)
+    server, sock_path, single = lib.socket_and_file(area, "app.sock", "localtime")
     outside = tempfile.mkdtemp(prefix="pf-bm-out-", dir="/var/tmp")
     try:
         result = report(area, Spec(sock_path, 1000, 1000), Spec(single, 1000, 1000, "ro"), Spec(outside, 1000, 1000))
