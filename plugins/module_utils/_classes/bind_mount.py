@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ansible_collections.permfix.containers.plugins.module_utils._core.contracts import Detection
+from ansible_collections.permfix.containers.plugins.module_utils._core.contracts import Detection, take
 from ansible_collections.permfix.containers.plugins.module_utils._core.errors import OptionError
 from ansible_collections.permfix.containers.plugins.module_utils._core.findings import make_finding
 from ansible_collections.permfix.containers.plugins.module_utils._core.jsonsafe import pick
@@ -595,12 +595,8 @@ def bind_mount_request(params: Mapping[str, Any]) -> BindMountInfoRequest:
         if not spec.path.startswith("/"):
             raise OptionError(f"spec path {spec.path!r} must be absolute")
     return BindMountInfoRequest(
-        **scope,
-        containers=tuple(params["containers"]),
-        specs=specs,
-        scan=params["scan"],
-        allowed_roots=tuple(params["allowed_roots"]),
-        allow_home_subdirs=params["allow_home_subdirs"],
+        **scope, **take(params, "scan", "allow_home_subdirs"), specs=specs,
+        containers=tuple(params["containers"]), allowed_roots=tuple(params["allowed_roots"]),
     )
 
 

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ansible_collections.permfix.containers.plugins.module_utils._core.contracts import Detection
+from ansible_collections.permfix.containers.plugins.module_utils._core.contracts import Detection, take
 from ansible_collections.permfix.containers.plugins.module_utils._core.errors import OptionError
 from ansible_collections.permfix.containers.plugins.module_utils._core.findings import make_finding
 from ansible_collections.permfix.containers.plugins.module_utils._core.jsonsafe import pick
@@ -137,13 +137,8 @@ def volume_info_request(params: Mapping[str, Any]) -> VolumeInfoRequest:
         except ValueError as exc:
             raise OptionError(str(exc)) from None
     return VolumeInfoRequest(
-        **scope,
-        volumes=tuple(params["volumes"]),
-        owners=owners,
-        scan=params["scan"],
-        sample_size=check_sample_size(params["sample_size"]),
-        inspector=params["inspector"],
-        fixer_image=params["fixer_image"],
+        **scope, **take(params, "scan", "inspector", "fixer_image"), owners=owners,
+        volumes=tuple(params["volumes"]), sample_size=check_sample_size(params["sample_size"]),
     )
 
 

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ansible_collections.permfix.containers.plugins.module_utils._core.contracts import Fix, FixFailed
+from ansible_collections.permfix.containers.plugins.module_utils._core.contracts import Fix, FixFailed, take
 from ansible_collections.permfix.containers.plugins.module_utils._core.errors import OptionError
 from ansible_collections.permfix.containers.plugins.module_utils._core.numbers import sample_size as check_sample_size
 from ansible_collections.permfix.containers.plugins.module_utils._core.runner import Runner
@@ -71,12 +71,8 @@ def path_owner_target(params: Mapping[str, Any]) -> Target:
 
 def path_owner_options(params: Mapping[str, Any]) -> WalkOptions:
     return WalkOptions(
-        recurse=params["recurse"],
-        policy=params["change_policy"],
-        one_file_system=params["one_file_system"],
-        allow_hardlinks=params["allow_hardlinks"],
+        **take(params, "recurse", "one_file_system", "allow_hardlinks", "workers", policy="change_policy"),
         sample_size=check_sample_size(params["sample_size"]),
-        workers=params["workers"],
     )
 
 

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from ansible_collections.permfix.containers.plugins.module_utils._core.contracts import Detection
+from ansible_collections.permfix.containers.plugins.module_utils._core.contracts import Detection, take
 from ansible_collections.permfix.containers.plugins.module_utils._core.errors import DetectionError, OptionError
 from ansible_collections.permfix.containers.plugins.module_utils._core.findings import make_finding, sort_findings
 from ansible_collections.permfix.containers.plugins.module_utils._core.jsonsafe import json_safe
@@ -272,15 +272,8 @@ def subid_info_request(params: Mapping[str, Any]) -> SubidInfoRequest:
     for name in ("min_count", "required_id"):
         if params[name] is not None and not 0 <= params[name] <= ID_MAX:
             raise OptionError(f"{name} must be between 0 and {ID_MAX}, not {params[name]}")
-    return SubidInfoRequest(
-        paths=subid_paths(params),
-        users=params["users"],
-        discover=params["discover"],
-        min_count=params["min_count"],
-        required_id=params["required_id"],
-        newuidmap_path=params["newuidmap_path"],
-        newgidmap_path=params["newgidmap_path"],
-    )
+    names = ("users", "discover", "min_count", "required_id", "newuidmap_path", "newgidmap_path")
+    return SubidInfoRequest(paths=subid_paths(params), **take(params, *names))
 
 
 def subid_info(request: SubidInfoRequest, runner: Runner) -> dict[str, Any]:

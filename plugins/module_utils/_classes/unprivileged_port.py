@@ -25,7 +25,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ansible_collections.permfix.containers.plugins.module_utils._core.contracts import Detection, Fix
+from ansible_collections.permfix.containers.plugins.module_utils._core.contracts import Detection, Fix, take
 from ansible_collections.permfix.containers.plugins.module_utils._core.errors import (
     DetectionError,
     OptionError,
@@ -644,13 +644,7 @@ def run_port_fix(request: Mapping[str, Any], runner: Runner, check_mode: bool, d
     """Set the runtime value and persist it (unless in check mode); everything the module returns."""
     state = inspect_host(runner, **{name: request[name] for name in PORT_INFO_ARGUMENT_SPEC})
     plan = plan_fix(
-        state,
-        value=request["value"],
-        allow_raise=request["allow_raise"],
-        persist_mode=request["persist_mode"],
-        sysctl_dirs=request["sysctl_dirs"],
-        sysctl_conf=request["sysctl_conf"],
-        dropin_name=request["dropin_name"],
+        state, **take(request, "value", "allow_raise", "persist_mode", "sysctl_dirs", "sysctl_conf", "dropin_name")
     )
     proc_path = request["proc_path"]
     if not check_mode:

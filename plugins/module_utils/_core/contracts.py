@@ -54,6 +54,14 @@ class Detection:
         return {name: copy.deepcopy(spec.get("default")) for name, spec in self.argument_spec.items()}
 
 
+def take(params: Mapping[str, Any], *names: str, **renamed: str) -> dict[str, Any]:
+    """The parameters ``names``, then each ``field=parameter`` of ``renamed``: the keyword arguments
+    of a request built from a module's parameters."""
+    values = {name: params[name] for name in names}
+    values.update({field: params[name] for field, name in renamed.items()})
+    return values
+
+
 class FixFailed(PermfixError):
     """A fix that started and failed; ``details`` are the module's return values so far."""
 

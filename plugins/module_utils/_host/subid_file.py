@@ -594,12 +594,10 @@ INFO_PATH_OPTIONS: dict[str, str] = {
 def subid_paths(params: Mapping[str, Any]) -> SubidPaths:
     """The files named by the path options (INFO_PATH_OPTIONS) of subid_info and subid."""
     return SubidPaths(
-        subuid=params["subuid_path"],
-        subgid=params["subgid_path"],
-        login_defs=params["login_defs_path"],
-        passwd=params["passwd_path"],
-        group=params["group_path"],
-        nsswitch=params["nsswitch_path"],
+        **{
+            field: params[f"{field}_path"]
+            for field in ("subuid", "subgid", "login_defs", "passwd", "group", "nsswitch")
+        }
     )
 
 
