@@ -354,11 +354,16 @@ def _line_findings(subid_file: SubidFile, suffix: str, authoritative: bool) -> l
     return findings
 
 
+def _range_of(subid_file: SubidFile, line: SubidLine, rng: SubRange) -> str:
+    """``subordinate UIDs 100000-165535 of app (/etc/subuid line 3)``, for messages."""
+    word = ID_WORD[subid_file.kind]
+    return f"subordinate {word}s {rng.describe()} of {line.owner} ({subid_file.path} line {line.number})"
+
+
 def _overlap_findings(
     subid_file: SubidFile, key: Callable[[SubidLine], Any], accounts: AccountDatabase
 ) -> list[dict[str, Any]]:
     findings = []
-    word = ID_WORD[subid_file.kind]
     for overlap in find_overlaps(subid_file.entries, key):
         line = overlap.line
         rng = line.range if line.range is not None else SubRange(0, 0)
@@ -373,8 +378,7 @@ def _overlap_findings(
                 "subid",
                 "warning",
                 line.owner or "?",
-                f"subordinate {word}s {rng.describe()} of {line.owner} ({subid_file.path} line {line.number}) "
-                f"overlap the ranges of other users: {names}"
+                f"{_range_of(subid_file, line, rng)} overlap the ranges of other users: {names}"
                 + (f" and {more} more" if more > 0 else "")
                 + "; their containers share host IDs and can read and write each other's files. Reported, not fixed: "
                 "moving a range would orphan the files in the user's container storage",
@@ -443,9 +447,8 @@ def _account_id_findings(subid_file: SubidFile, accounts: AccountDatabase, kind:
                 "subid",
                 "warning",
                 line.owner or "?",
-                f"subordinate {word}s {rng.describe()} of {line.owner} ({subid_file.path} line {line.number}) "
-                "contain the "
-                f"{word}{'s' if len(inside) > 1 else ''} of existing accounts: {', '.join(described)}"
+                f"{_range_of(subid_file, line, rng)} contain the {word}"
+                f"{'s' if len(inside) > 1 else ''} of existing accounts: {', '.join(described)}"
                 + (f" and {more} more" if more > 0 else "")
                 + f"; a container of {line.owner} can act as those accounts on the host's files",
                 id_parts=("contains_account", kind, str(line.number)),
