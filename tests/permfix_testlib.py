@@ -8,6 +8,7 @@ The test bed (tests/setup/prepare.sh) has already installed and started them.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -18,7 +19,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -112,6 +113,17 @@ class PlaybookResult:
     def stats(self) -> dict[str, Any]:
         return self.data.get("stats", {})
 
+
+
+@contextlib.contextmanager
+def scratch_dir(prefix: str, mode: int = 0o755, parent: str = "/var/tmp") -> Iterator[str]:
+    """A new directory (``mode``) below ``parent``, removed with everything in it afterwards."""
+    path = tempfile.mkdtemp(prefix=prefix, dir=parent)
+    os.chmod(path, mode)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def socket_and_file(directory: str, sock_name: str, file_name: str, text: str = "x") -> tuple[socket.socket, str, str]:

@@ -203,14 +203,8 @@ def test_docker_socket_and_single_file_mounts_are_reported_but_never_planned(doc
     path = srv_dir()
     server, sock_path, single = lib.socket_and_file(path, "agent.sock", "settings.conf")
     try:
-        container = docker_container(
-            start=False,
-            user="1000:1000",
-            volumes={
-                sock_path: {"bind": "/run/agent.sock", "mode": "rw"},
-                single: {"bind": "/etc/app.conf", "mode": "ro"},
-            },
-        )
+        mounts = {sock_path: {"bind": "/run/agent.sock", "mode": "rw"}, single: {"bind": "/etc/app.conf", "mode": "ro"}}
+        container = docker_container(start=False, user="1000:1000", volumes=mounts)
         result = info(engines=["docker"], containers=[container.name])
     finally:
         server.close()

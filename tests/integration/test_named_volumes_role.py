@@ -58,22 +58,8 @@ def test_rootless_podman_container_999_can_write_after_the_role(make_user) -> No
     volume = lib.random_name("pfvol")
     image = f"localhost/{lib.random_name('pffix')}:1"
     lib.run_as(user, ["podman", "volume", "create", volume])
-    lib.run_as(
-        user,
-        [
-            "podman",
-            "run",
-            "--rm",
-            "--network",
-            "none",
-            "-v",
-            f"{volume}:/v",
-            lib.IMAGE_BUSYBOX,
-            "sh",
-            "-c",
-            shared.POPULATE,
-        ],
-    )
+    populate = ["podman", "run", "--rm", "--network", "none", "-v", f"{volume}:/v", lib.IMAGE_BUSYBOX, "sh", "-c"]
+    lib.run_as(user, [*populate, shared.POPULATE])
     lib.run_as(user, ["podman", "create", "--name", lib.random_name("pfvc"), "--network", "none", "--user", "999:999",
                       "-v", f"{volume}:/data", lib.IMAGE_BUSYBOX, "sleep", "3600"])
     probe = ["podman", "run", "--rm", "--network", "none", "--user", "999:999", "-v", f"{volume}:/data",

@@ -473,20 +473,8 @@ def test_rootful_podman_volume_rhythm() -> None:
     container = lib.random_name("pfvc")
     lib.sh("podman", "volume", "create", volume)
     try:
-        lib.sh(
-            "podman",
-            "run",
-            "--rm",
-            "--network",
-            "none",
-            *limits,
-            "-v",
-            f"{volume}:/v",
-            lib.IMAGE_BUSYBOX,
-            "sh",
-            "-c",
-            POPULATE,
-        )
+        populate = ["podman", "run", "--rm", "--network", "none", *limits, "-v", f"{volume}:/v", lib.IMAGE_BUSYBOX]
+        lib.sh(*populate, "sh", "-c", POPULATE)
         lib.sh("podman", "create", "--name", container, "--network", "none", "--user", "999:999", *limits,
                "-v", f"{volume}:/data", lib.IMAGE_BUSYBOX, "sleep", "3600")
         mountpoint = json.loads(lib.sh("podman", "volume", "inspect", volume).stdout)[0]["Mountpoint"]

@@ -121,12 +121,8 @@ def test_merge_plan_keeps_acl_only_when_any_need_rules_chown_out() -> None:
 
 @pytest.fixture
 def area() -> Iterator[str]:
-    path = tempfile.mkdtemp(prefix="pf-bm-", dir="/var/tmp")
-    os.chmod(path, 0o755)
-    try:
+    with lib.scratch_dir("pf-bm-") as path:
         yield path
-    finally:
-        shutil.rmtree(path)
 
 
 def report(area: str, *specs: Spec, **kwargs: Any) -> dict[str, Any]:

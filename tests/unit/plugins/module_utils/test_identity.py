@@ -8,11 +8,11 @@ import os
 import shutil
 import stat
 import subprocess
-import tempfile
 from collections.abc import Iterator
 
 import pytest
 
+import permfix_testlib as lib
 from ansible_collections.permfix.containers.plugins.module_utils._host.access import (
     HostIdentity,
     IdentityError,
@@ -368,12 +368,8 @@ def test_with_owner_predicts_a_chown() -> None:
 def acl_dir() -> Iterator[str]:
     if shutil.which("setfacl") is None:
         pytest.fail("setfacl (Debian package acl) is needed for this test")
-    path = tempfile.mkdtemp(prefix="pf-acl-", dir="/var/tmp")
-    os.chmod(path, 0o750)
-    try:
+    with lib.scratch_dir("pf-acl-", 0o750) as path:
         yield path
-    finally:
-        shutil.rmtree(path)
 
 
 def test_acl_from_a_real_setfacl_is_read_and_checked(acl_dir: str) -> None:
