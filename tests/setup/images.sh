@@ -13,6 +13,10 @@ mkdir -p "$cache"
 
 log() { printf '[images] %s\n' "$*"; }
 
+# Two test runs on one machine (two checkouts) share the cache: one builds, the other waits.
+exec 9>"$cache/images.lock"
+flock 9
+
 image_label() { docker image inspect -f '{{ index .Config.Labels "permfix.source" }}' "$1" 2>/dev/null || true; }
 
 bookworm_tar="$cache/bookworm-rootfs.tar"
