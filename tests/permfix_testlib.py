@@ -19,7 +19,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -114,9 +114,8 @@ class PlaybookResult:
         return self.data.get("stats", {})
 
 
-
 @contextlib.contextmanager
-def scratch_dir(prefix: str, mode: int = 0o755, parent: str = "/var/tmp") -> Iterator[str]:
+def scratch_dir(prefix: str, mode: int = 0o755, parent: str = "/var/tmp") -> Generator[str, None, None]:
     """A new directory (``mode``) below ``parent``, removed with everything in it afterwards."""
     path = tempfile.mkdtemp(prefix=prefix, dir=parent)
     os.chmod(path, mode)

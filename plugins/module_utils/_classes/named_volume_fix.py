@@ -310,4 +310,3 @@ def run_volume_fix(request: VolumeFixRequest, runner: Runner, check_mode: bool, 
 
 
 VOLUME_FIX = Fix("named_volume", "volume_owner", VOLUME_FIX_ARGUMENT_SPEC, volume_fix_request, run_volume_fix)
-

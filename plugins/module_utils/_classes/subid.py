@@ -254,6 +254,8 @@ def subid_report(request: SubidInfoRequest, runner: Runner) -> dict[str, Any]:
             "bounds": {kind: {"min": b.low, "max": b.high, "count": b.count} for kind, b in snap.bounds.items()},
         }
     )
+
+
 SUBID_INFO_ARGUMENT_SPEC: dict[str, Any] = {
     "users": {"type": "list", "elements": "str", "default": []},
     "discover": {"type": "bool", "default": True},

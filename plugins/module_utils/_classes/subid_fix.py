@@ -521,4 +521,3 @@ def run_subid(request: SubidModuleRequest, runner: Runner, check_mode: bool, dif
 
 
 SUBID_FIX = Fix("subid", "subid", SUBID_ARGUMENT_SPEC, subid_module_request, run_subid)
-

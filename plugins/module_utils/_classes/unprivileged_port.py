@@ -485,6 +485,7 @@ def build_findings(state: HostState) -> list[dict[str, Any]]:
         )
     return findings
 
+
 PORT_FIX_ARGUMENT_SPEC: dict[str, Any] = dict(
     COMMON_ARGUMENT_SPEC,
     value={"type": "int"},
@@ -687,4 +688,3 @@ def run_port_fix(request: Mapping[str, Any], runner: Runner, check_mode: bool, d
 
 
 PORT_FIX = Fix("unprivileged_port", "unprivileged_port", PORT_FIX_ARGUMENT_SPEC, port_fix_request, run_port_fix)
-

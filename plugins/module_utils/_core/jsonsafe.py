@@ -36,4 +36,3 @@ def pick(record: Any, *names: str, **renamed: str) -> dict[str, Any]:
     values.update({key: getattr(record, attribute) for key, attribute in renamed.items()})
     return {key: list(value) if isinstance(value, list) else dict(value) if isinstance(value, dict) else value
             for key, value in values.items()}
-

@@ -69,4 +69,3 @@ def sample_size(value: int) -> int:
     if value < 0:
         raise OptionError(f"sample_size must be 0 or more, not {value}")
     return value
-

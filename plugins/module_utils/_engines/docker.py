@@ -106,6 +106,7 @@ def docker_api_version(docker_host: str = DEFAULT_DOCKER_HOST, timeout: float = 
         raise ValueError("the Docker daemon's /version answer is not an object")
     return data
 
+
 try:
     import docker  # noqa: F401  (the SDK's presence is what HAS_DOCKER_SDK reports)
     from docker.errors import DockerException, NotFound

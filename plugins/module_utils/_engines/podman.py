@@ -58,6 +58,8 @@ def user_environment(account: Account) -> dict[str, str]:
     if os.path.isdir(runtime_dir):
         env["XDG_RUNTIME_DIR"] = runtime_dir
     return env
+
+
 """Runs argv with a working directory and returns (rc, stdout, stderr): see module_runner."""
 
 

@@ -72,7 +72,6 @@ class Volume(EngineObject):
     gid_map: IdMap = IDENTITY
 
 
-
 def volume_from_inspect(engine: str, data: Mapping[str, Any], account: Account | None = None) -> Volume:
     """The model of a volume from ``docker volume inspect`` / ``podman volume inspect`` data."""
     return Volume(

@@ -266,8 +266,6 @@ class AccountDatabase:
         return names
 
 
-
-
 def _from_grp(entry: grp.struct_group) -> GroupEntry:
     return GroupEntry(entry.gr_name, entry.gr_gid, tuple(entry.gr_mem), 0)
 

@@ -130,6 +130,8 @@ def acl_grant(entries: Sequence[AclEntry], grants: Sequence[tuple[int, int]], pe
                 union |= p
         table[mask_key] = union
     return sorted((tag, ident, p) for (tag, ident), p in table.items())
+
+
 _TAG_TEXT = {
     ACL_USER_OBJ: "user",
     ACL_USER: "user",
