@@ -27,6 +27,7 @@ from ansible_collections.permfix.containers.plugins.module_utils._engines.contai
     host_identity,
 )
 from ansible_collections.permfix.containers.plugins.module_utils._engines.fixer import (
+    FixerBackend,
     InspectorCounts,
     inspect_script,
     parse_inspector,
@@ -293,7 +294,7 @@ def observe_on_host(volume: Volume, expectation: Expectation, full: bool = True,
     )
 
 
-def observe_in_container(backend: Any, volume: Volume, expectation: Expectation, image: str) -> Observation:
+def observe_in_container(backend: FixerBackend, volume: Volume, expectation: Expectation, image: str) -> Observation:
     """Count with a read-only inspector container (ids of the engine's namespace)."""
     run = backend.run(volume.name, image, inspect_script(expectation.uid, expectation.gid), True, "local")
     if run.rc != 0:
