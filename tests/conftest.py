@@ -25,8 +25,13 @@ def xdist_group(item: pytest.Item) -> str:
     one group, one after another. Each molecule scenario works inside its own container,
     ansible-test sanity on a staged copy, ansible-lint only reads, and the fleet test works
     only on its own containers (every host test scopes itself by name): those run beside them.
+    The attack suite (tests/integration/attacks) works only in scratch trees, scratch account
+    and sysctl files and private mount namespaces, and runs beside them too.
     """
-    name = Path(str(item.path)).name
+    path = Path(str(item.path))
+    name = path.name
+    if path.parent.name == "attacks":
+        return "attacks"
     callspec = getattr(item, "callspec", None)
     if name == "test_molecule.py" and callspec is not None and "scenario" in callspec.params:
         return f"molecule-{callspec.params['scenario']}"
