@@ -61,6 +61,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ansible_collections.permfix.containers.plugins.module_utils._core.errors import PermfixError
+from ansible_collections.permfix.containers.plugins.module_utils._core.jsonsafe import json_safe
 from ansible_collections.permfix.containers.plugins.module_utils._core.numbers import sample_size as check_sample_size
 from ansible_collections.permfix.containers.plugins.module_utils._host.acl import (
     ACL_GROUP,
@@ -72,9 +73,13 @@ from ansible_collections.permfix.containers.plugins.module_utils._host.acl impor
     plan_acl,
 )
 from ansible_collections.permfix.containers.plugins.module_utils._host.paths import (
+    MountLine,
     host_protected_paths,
+    mount_sources,
     normalize_path,
+    parse_mountinfo,
     refusal_reason,
+    unescape_mount_point,
 )
 
 try:
@@ -229,10 +234,11 @@ COUNT_KEYS: tuple[str, ...] = (
     "skipped_mounts",
     "vanished",
     "failed",
+    "changed_while_walked",
 )
 
 
-SAMPLE_NAMES: tuple[str, ...] = ("changes", "hardlinks", "devices", "mounts", "failures")
+SAMPLE_NAMES: tuple[str, ...] = ("changes", "hardlinks", "devices", "mounts", "failures", "unsettled")
 
 
 @dataclass
@@ -255,6 +261,8 @@ class OwnershipReport:
     devices: Sample = field(default_factory=Sample)
     mounts: Sample = field(default_factory=Sample)
     failures: Sample = field(default_factory=Sample)
+    unsettled: Sample = field(default_factory=Sample)  # directories that changed while they were walked
+    notes: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         for name in SAMPLE_NAMES:
@@ -285,7 +293,7 @@ class OwnershipReport:
             out.append(f"{counts['failed']:,} entries could not be changed or walked: {shown}{more}")
         if counts["skipped_hardlinks"]:
             out.append(
-                f"{counts['skipped_hardlinks']:,} regular files with more than one hard link were left alone "
+                f"{counts['skipped_hardlinks']:,} files with more than one hard link were left alone "
                 f"(their other names can be outside the tree; allow_hardlinks changes them), for example "
                 + ", ".join(item["path"] for item in self.hardlinks.items)
             )
@@ -296,15 +304,24 @@ class OwnershipReport:
             )
         if counts["skipped_mounts"]:
             out.append(
-                f"{counts['skipped_mounts']:,} other filesystems mounted below the tree were not entered: "
-                + ", ".join(item["path"] for item in self.mounts.items)
+                f"{counts['skipped_mounts']:,} mount points below the tree (other filesystems, bind mounts of "
+                "directories or files) were not entered or changed: "
+                + ", ".join(f"{item['path']} ({item['reason']})" if item.get("reason") else item["path"]
+                            for item in self.mounts.items)
+            )
+        if counts["changed_while_walked"]:
+            out.append(
+                f"the walk is incomplete: {counts['changed_while_walked']:,} directories changed while they were "
+                "walked (entries created, removed or renamed), so some entries may not have been examined; run "
+                "again when the tree is quiet: " + ", ".join(item["path"] for item in self.unsettled.items)
             )
         if self.root_deferred:
             out.append(self.root_deferred)
-        return out
+        return [json_safe(line) for line in out]
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        """The report for a module's result: every name valid UTF-8 (other bytes shown as ``\\xNN``)."""
+        return json_safe({
             "path": self.path,
             "real_path": self.real_path,
             "strategy": self.target.strategy,
@@ -321,8 +338,10 @@ class OwnershipReport:
                 "mounts": list(self.mounts.items),
             },
             "failures": list(self.failures.items),
+            "changed_while_walked": list(self.unsettled.items),
+            "notes": list(self.notes),
             "summary": self.summary(),
-        }
+        })
 
 
 # --------------------------------------------------------------------------------------------
@@ -332,9 +351,10 @@ class OwnershipReport:
 class _Frame:
     """One directory on the current path of the walk."""
 
-    __slots__ = ("name", "rel", "fd", "dev", "ino", "it", "pending")
+    __slots__ = ("name", "rel", "fd", "dev", "ino", "it", "pending", "mnt", "stamp")
 
-    def __init__(self, name: str, rel: str, fd: int, dev: int, ino: int) -> None:
+    def __init__(self, name: str, rel: str, fd: int, dev: int, ino: int,
+                 mnt: int | None = None, stamp: tuple[int, int] | None = None) -> None:
         self.name = name
         self.rel = rel
         self.fd = fd
@@ -342,6 +362,12 @@ class _Frame:
         self.ino = ino
         self.it: Any = None
         self.pending: list[str] = []
+        self.mnt = mnt  # mount id, when it was read
+        self.stamp = stamp  # (st_mtime_ns, st_nlink) before the listing: a change means entries moved
+
+
+def _stamp(st: os.stat_result) -> tuple[int, int]:
+    return st.st_mtime_ns, st.st_nlink
 
 
 def _error_text(exc: OSError) -> str:
@@ -367,22 +393,85 @@ def _read_mnt_id(fd: int) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def _unescape_mount_point(text: str) -> str:
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), text)
+_unescape_mount_point = unescape_mount_point
 
 
-def _mounts_below(real_root: str) -> bool:
-    """Whether /proc/self/mountinfo lists a mount strictly below ``real_root``."""
-    prefix = real_root.rstrip("/") + "/"
+def _read_mnt_id_at(dir_fd: int, name: str) -> int | None:
+    """The mount id of entry ``name`` of ``dir_fd`` itself (an O_PATH descriptor: nothing is opened)."""
     try:
-        with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as handle:
-            for line in handle:
-                fields = line.split(" ")
-                if len(fields) > 4 and _unescape_mount_point(fields[4]).startswith(prefix):
-                    return True
+        fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
     except OSError:
-        return False
-    return False
+        return None
+    try:
+        return _read_mnt_id(fd)
+    finally:
+        os.close(fd)
+
+
+class _MountTable:
+    """The mount points below the root, read again whenever the kernel says the table changed.
+
+    /proc/self/mountinfo is pollable: a mount or unmount in this mount namespace marks it with
+    POLLPRI, so that a mount made while the walk runs is seen at the next directory (a poll is
+    a fraction of a microsecond; the table is read again only after a change).
+    """
+
+    def __init__(self, real_root: str) -> None:
+        self.prefix = real_root.rstrip("/") + "/"
+        self.fd = -1
+        self.poller: Any = None
+        self.digest: int | None = None
+        self.mounts: list[MountLine] = []
+        self.below: set[str] = set()  # mount points below the root, relative to it
+        self.changed = False  # the table changed since the walk started: check every directory
+        self.open()
+
+    def open(self) -> None:
+        try:
+            self.fd = os.open("/proc/self/mountinfo", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            self.fd = -1
+            self.changed = True  # cannot watch: check every directory's mount id instead
+            return
+        self.poller = select.poll()
+        self.poller.register(self.fd, select.POLLPRI | select.POLLERR)
+        self._read()
+
+    def _read(self) -> None:
+        os.lseek(self.fd, 0, os.SEEK_SET)
+        chunks = []
+        while True:
+            data = os.read(self.fd, 65536)
+            if not data:
+                break
+            chunks.append(data)
+        raw = b"".join(chunks)
+        self.digest = hash(raw)
+        self.mounts = parse_mountinfo(raw.decode("utf-8", "surrogateescape"))
+        prefix = self.prefix
+        self.below = {mount.point[len(prefix):] for mount in self.mounts if mount.point.startswith(prefix)}
+
+    def poll(self) -> bool:
+        """Whether the table changed since the last look (then it is read again)."""
+        if self.poller is None or not self.poller.poll(0):
+            return False
+        self.changed = True
+        self._read()
+        return True
+
+    def reopen(self) -> None:
+        """In a forked helper: a descriptor of its own (a poll event is seen by one reader only)."""
+        before = self.digest
+        self.close()
+        self.open()
+        if self.digest != before:
+            self.changed = True
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+        self.poller = None
 
 
 def _fd_budget(requested: int | None) -> int:
@@ -399,6 +488,23 @@ def _fd_budget(requested: int | None) -> int:
     return max(16, min(1024, soft // 2 - 16))
 
 
+def too_many_files(path: str, code: int) -> str:
+    """What to do when the walk runs out of descriptors (EMFILE: this process, ENFILE: the system)."""
+    if code == errno.ENFILE:
+        return (f"too many open files in the whole system while walking {path}: raise fs.file-max "
+                "(sysctl) or run when fewer files are open")
+    limits = ""
+    if resource is not None:
+        try:
+            soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+            shown = ["unlimited" if value == resource.RLIM_INFINITY else str(value) for value in (soft, hard)]
+            limits = f" (now soft {shown[0]}, hard {shown[1]})"
+        except (OSError, ValueError):
+            limits = ""
+    return (f"too many open files while walking {path}: raise the open files limit{limits} with ulimit -n "
+            "before running (or LimitNOFILE= for a service, or the fixer's --ulimit nofile=)")
+
+
 def usable_cpus() -> int:
     """The CPUs this process may run on (its affinity mask, which containers and cgroups narrow)."""
     try:
@@ -408,12 +514,14 @@ def usable_cpus() -> int:
 
 
 def worker_count(requested: int) -> int:
-    """How many processes walk: ``requested``, or one per usable CPU (at most MAX_WORKERS) for 0."""
+    """How many processes walk: one per usable CPU for 0, else ``requested``; never more than
+    MAX_WORKERS nor than the usable CPUs (more processes than CPUs only compete for them)."""
     if requested < 0:
         raise OwnershipError(f"workers must be 0 (one per usable CPU) or more, not {requested}")
+    most = min(MAX_WORKERS, usable_cpus())
     if requested == 0:
-        return min(MAX_WORKERS, usable_cpus())
-    return requested
+        return most
+    return min(requested, most)
 
 
 _LENGTH = struct.Struct("!I")
@@ -526,7 +634,8 @@ class _Pool:
 
     def give(self, helper: _Helper, frame: _Frame) -> bool:
         """Hand ``frame`` (its descriptor) to ``helper``; False if the helper cannot take it."""
-        task = {"name": frame.name, "rel": frame.rel, "dev": frame.dev, "ino": frame.ino}
+        task = {"name": frame.name, "rel": frame.rel, "dev": frame.dev, "ino": frame.ino, "mnt": frame.mnt,
+                "stamp": frame.stamp}
         try:
             _send(helper.sock, task, frame.fd)
         except OSError:
@@ -619,12 +728,17 @@ class _Walker:
         self.nfds = 0
         self.low = 1
         self.root_dev = 0
-        self.check_mnt = False
-        self.root_mnt: int | None = None
+        self.table: _MountTable | None = None
+        self.inherited: list[Any] = []  # a helper's copies of the walker's listings: never closed
         self.incomplete = False
         self.protected: tuple[list[str], list[str]] | None = None
         # a parallel walk: hard links allowed need one set of seen inodes, so one process
         self.workers = 1 if options.allow_hardlinks else worker_count(options.workers)
+        if options.workers > 0 and self.workers < options.workers and not options.allow_hardlinks:
+            self.report.notes.append(
+                f"workers={options.workers} was lowered to {self.workers} (at most {MAX_WORKERS}, and at most "
+                f"one per usable CPU: {usable_cpus()})"
+            )
         if options.parallel_after < 0:
             raise OwnershipError("parallel_after cannot be negative")
         self.pool: _Pool | None = None
@@ -633,9 +747,10 @@ class _Walker:
     # -- small helpers ------------------------------------------------------------------------
 
     def _display(self, rel: str) -> str:
+        """The path shown for ``rel``: names that are not UTF-8 show their bytes as ``\\xNN``."""
         if not rel:
             return self.path
-        return f"{self.path.rstrip('/')}/{rel}"
+        return json_safe(f"{self.path.rstrip('/')}/{rel}")
 
     def _child_rel(self, frame: _Frame, name: str) -> str:
         return f"{frame.rel}/{name}" if frame.rel else name
@@ -726,7 +841,16 @@ class _Walker:
         elif not self._owner_differs(st):
             return
         counts = self.counts
-        linked = kind == _S_IFREG and st.st_nlink > 1
+        if rel is None:
+            rel = self._child_rel(frame, name)
+        if self.table is not None and rel in self.table.below:
+            # A file bind-mounted here (its source can be anywhere, /etc/passwd...): never changed,
+            # whatever one_file_system says.
+            counts["skipped_mounts"] += 1
+            self.report.mounts.add({"path": self._display(rel), "reason": "a file mounted over this name"})
+            return
+        # Any non-directory can have other names (FIFOs, sockets, device nodes and symbolic links too).
+        linked = st.st_nlink > 1
         if linked and self.options.allow_hardlinks:
             key = (st.st_dev, st.st_ino)
             if key in self.linked:
@@ -736,8 +860,6 @@ class _Walker:
         if self.has_from and not self._from_matches(st):
             counts["not_from_owner"] += 1
             return
-        if rel is None:
-            rel = self._child_rel(frame, name)
         if kind == _S_IFCHR or kind == _S_IFBLK:
             counts["skipped_devices"] += 1
             self.report.devices.add({"path": self._display(rel), "owner": self._owner_text(st.st_uid, st.st_gid)})
@@ -745,7 +867,8 @@ class _Walker:
         if linked and not self.options.allow_hardlinks:
             counts["skipped_hardlinks"] += 1
             self.report.hardlinks.add(
-                {"path": self._display(rel), "links": st.st_nlink, "owner": self._owner_text(st.st_uid, st.st_gid)}
+                {"path": self._display(rel), "type": _KIND_NAMES.get(kind, "special file"), "links": st.st_nlink,
+                 "owner": self._owner_text(st.st_uid, st.st_gid)}
             )
             return
         counts["to_change"] += 1
@@ -782,6 +905,12 @@ class _Walker:
         except OSError as exc:
             self._fail(frame.rel, f"cannot stat the directory: {_error_text(exc)}", walk_incomplete=True)
             return
+        if frame.stamp is not None and frame.stamp != _stamp(st):
+            # Entries were added, removed or renamed while it was listed: a subdirectory moved
+            # from the part not yet read to the part already read was never seen.
+            self.counts["changed_while_walked"] += 1
+            self.report.unsettled.add({"path": self._display(frame.rel)})
+            self.incomplete = True
         plan: AclPlan | None = None
         if self.acl:
             plan = self._acl_plan(frame.fd, st, frame.rel)
@@ -799,9 +928,12 @@ class _Walker:
         after = plan.after if plan is not None else self._after_text(st)
         self.report.changes.add({"path": self._display(frame.rel), "before": before, "after": after})
         if is_root and (counts["failed"] or self.incomplete):
+            if counts["failed"]:
+                why = "entries below it were not all changed"
+            else:
+                why = "directories below it changed while they were walked (entries may have been missed)"
             self.report.root_deferred = (
-                f"{self.path} itself was left unchanged because entries below it were not all changed; "
-                "the next run finds the tree again"
+                f"{self.path} itself was left unchanged because {why}; the next run finds the tree again"
             )
             return
         if not self.apply:
@@ -855,6 +987,12 @@ class _Walker:
         to_change = 0
         changed = 0
         exhausted = True
+        table = self.table
+        if table is not None:
+            table.poll()  # a mount made since the last directory: its mount point is known now
+            if table.below:
+                fast = False  # every entry to change is looked up among the mount points
+
         try:
             for entry in it:
                 seen += 1
@@ -876,7 +1014,7 @@ class _Walker:
                     if (st.st_uid == wu or wu < 0) and (st.st_gid == wg or wg < 0):
                         continue
                     kind = st.st_mode & 0o170000
-                    if room > 0 or (kind == 0o100000 and st.st_nlink > 1) or kind == 0o020000 or kind == 0o060000:
+                    if room > 0 or st.st_nlink > 1 or kind == 0o020000 or kind == 0o060000:
                         entry_slow(frame, entry.name, st)
                         room = changes.limit - len(changes.items)
                         continue
@@ -937,9 +1075,7 @@ class _Walker:
             fd = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
         except OSError as exc:
             if exc.errno in (errno.EMFILE, errno.ENFILE):
-                raise OwnershipError(
-                    f"too many open files while walking {self.path}: raise the open files limit (ulimit -n)"
-                ) from None
+                raise OwnershipError(too_many_files(self.path, exc.errno)) from None
             return None
         try:
             st = os.fstat(fd)
@@ -986,6 +1122,39 @@ class _Walker:
             self.nfds += 1
         self.low = min(self.low, len(stack) - 1)
 
+    # -- mounts ---------------------------------------------------------------------------------
+
+    def _mount_of(self, parent: _Frame, fd: int) -> int | None:
+        """The mount id of the directory just opened as ``fd``, when it must be compared; None
+        when the mount table says no mount can be below (nothing changed, none below the root).
+
+        Called after the directory was opened: a mount made after the open does not change what
+        the descriptor is, and one made before it has marked the table by now.
+        """
+        table = self.table
+        if table is None:
+            return None
+        table.poll()
+        if not (table.changed or table.below):
+            return None
+        if parent.mnt is None:
+            parent.mnt = _read_mnt_id(parent.fd)
+        return _read_mnt_id(fd)
+
+    def _crossing(self, mnt: int, fst: os.stat_result, rel: str) -> str | None:
+        """Why the mount ``mnt`` at ``rel`` is not entered, or None to cross it."""
+        if self.options.one_file_system:
+            return "another mount (one_file_system)"
+        if self.options.refuse_protected and self.table is not None:
+            if self.protected is None:
+                self.protected = host_protected_paths()
+            homes, storage = self.protected
+            for source in mount_sources(self.table.mounts, mnt):
+                reason = refusal_reason(source, homes, storage)
+                if reason:
+                    return f"a mount of {source}: {reason}"
+        return None
+
     # -- descending -------------------------------------------------------------------------
 
     def _push(self, stack: list[_Frame], frame: _Frame) -> bool:
@@ -1020,7 +1189,7 @@ class _Walker:
             return
         if st.st_dev != self.root_dev and self.options.one_file_system:
             self.counts["skipped_mounts"] += 1
-            self.report.mounts.add({"path": self._display(rel)})
+            self.report.mounts.add({"path": self._display(rel), "reason": "another filesystem (one_file_system)"})
             return
         if self.hook is not None:
             self.hook("open", self._display(rel))
@@ -1030,10 +1199,8 @@ class _Walker:
             self.counts["vanished"] += 1
             return
         except OSError as exc:
-            if exc.errno == errno.EMFILE:
-                raise OwnershipError(
-                    f"too many open files while walking {self.path}: raise the open files limit (ulimit -n)"
-                ) from None
+            if exc.errno in (errno.EMFILE, errno.ENFILE):
+                raise OwnershipError(too_many_files(self.path, exc.errno)) from None
             if exc.errno in (errno.ELOOP, errno.ENOTDIR):
                 message = "it was replaced during the walk (by a symbolic link or a non-directory); not followed"
             else:
@@ -1050,12 +1217,15 @@ class _Walker:
             os.close(fd)
             self._fail(rel, "it was replaced by another directory during the walk; not followed", walk_incomplete=True)
             return
-        if self.check_mnt and _read_mnt_id(fd) != self.root_mnt:
-            os.close(fd)
-            self.counts["skipped_mounts"] += 1
-            self.report.mounts.add({"path": self._display(rel)})
-            return
-        frame = _Frame(name, rel, fd, fst.st_dev, fst.st_ino)
+        mnt = self._mount_of(parent, fd)
+        if mnt is not None and mnt != parent.mnt:
+            reason = self._crossing(mnt, fst, rel)
+            if reason is not None:
+                os.close(fd)
+                self.counts["skipped_mounts"] += 1
+                self.report.mounts.add({"path": self._display(rel), "reason": reason})
+                return
+        frame = _Frame(name, rel, fd, fst.st_dev, fst.st_ino, mnt, _stamp(fst))
         pool = self.pool
         if pool is not None and self.counts["entries"] >= self.options.parallel_after:
             helper = pool.idle()
@@ -1169,7 +1339,7 @@ class _Walker:
             return base
         return os.path.join(base, name)
 
-    def _refuse(self, candidates: Sequence[str]) -> None:
+    def _refuse(self, candidates: Sequence[str], through: str = "") -> None:
         if not self.options.refuse_protected:
             return
         if self.protected is None:
@@ -1179,8 +1349,30 @@ class _Walker:
             reason = refusal_reason(candidate, homes, storage)
             if reason:
                 raise OwnershipError(
-                    f"refusing to change {self.path}: {reason}. Give the directory the container actually mounts"
+                    f"refusing to change {self.path}: {through}{reason}. Give the directory the container actually "
+                    "mounts"
                 )
+
+    def _refuse_source(self, fd: int, name: str | None, real: str) -> None:
+        """Refuse a root that shows a protected directory through a mount (``mount --bind /etc /srv/x``)."""
+        if not self.options.refuse_protected:
+            return
+        mnt = _read_mnt_id(fd) if name is None else _read_mnt_id_at(fd, name)
+        if mnt is None:
+            return
+        try:
+            with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as handle:
+                mounts = parse_mountinfo(handle.read())
+        except OSError:
+            return
+        mount = next((item for item in mounts if item.mnt_id == mnt), None)
+        if mount is None:
+            return
+        point = mount.point.rstrip("/")
+        inside = real[len(point):].lstrip("/") if real == mount.point or real.startswith(point + "/") else ""
+        for source in mount_sources(mounts, mnt, inside):
+            if source != real:
+                self._refuse([source], through=f"it is a mount of {source}, and ")
 
     def run(self) -> OwnershipReport:
         if self.path.startswith("/"):
@@ -1190,6 +1382,7 @@ class _Walker:
         report.real_path = real
         try:
             self._refuse([real])
+            self._refuse_source(parent_fd if dir_fd is None else dir_fd, name if dir_fd is None else None, real)
             kind = st.st_mode & _S_IFMT
             report.root = {
                 "uid": st.st_uid,
@@ -1207,11 +1400,9 @@ class _Walker:
                 self.counts["entries"] = 1
                 return report
             if self.options.recurse:
-                if self.options.one_file_system and _mounts_below(real):
-                    self.check_mnt = True
-                    self.root_mnt = _read_mnt_id(dir_fd)
-                    if self.root_mnt is None:
-                        self.check_mnt = False
+                self.table = _MountTable(real)
+                root.mnt = _read_mnt_id(dir_fd)
+                root.stamp = _stamp(st)
                 report.walked = True
                 self.counts["entries"] = 1
                 dir_fd = None  # the walk owns it now
@@ -1226,6 +1417,8 @@ class _Walker:
                     if self.pool is not None:
                         self.pool.close()
                         self.pool = None
+                    if self.table is not None:
+                        self.table.close()
                     if root.it is not None:
                         root.it.close()
                     if root.fd >= 0:
@@ -1246,9 +1439,15 @@ class _Walker:
         """Walk the directories the parent sends (in the forked helper) until it closes the socket."""
         for frame in self.stack:  # the parent's open directories: not ours to use
             if frame.it is not None:
-                frame.it.close()
+                # Never closed here: closing a listing rewinds the directory offset, which this
+                # copy shares with the walker's, and the walker would read it again. Kept
+                # referenced until the helper's os._exit, so that it is never finalized either.
+                self.inherited.append(frame.it)
+                frame.it = None
             if frame.fd >= 0:
                 os.close(frame.fd)
+        if self.table is not None:
+            self.table.reopen()
         self.stack = []
         self.pool = None
         while True:
@@ -1266,7 +1465,9 @@ class _Walker:
             self.incomplete = False
             self.low = 1
             error = None
-            frame = _Frame(task["name"], task["rel"], fd, task["dev"], task["ino"])
+            stamp = task["stamp"]
+            frame = _Frame(task["name"], task["rel"], fd, task["dev"], task["ino"], task["mnt"],
+                           None if stamp is None else (stamp[0], stamp[1]))
             try:
                 self._walk(frame)
                 if frame.fd >= 0:  # listed (else the failure is recorded): the directory after its entries

@@ -16,6 +16,7 @@ import os
 import pwd
 import re
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from ansible_collections.permfix.containers.plugins.module_utils._host.accounts import (
@@ -45,6 +46,15 @@ PROTECTED_TREES: tuple[str, ...] = (
     "/var/lib/docker",
     "/var/lib/containers",
     "/var/lib/containerd",
+    "/var/lib/dpkg",
+    "/var/lib/rpm",
+    "/var/lib/kubelet",
+    "/var/lib/systemd",
+    "/var/spool/cron",
+    "/root/.ssh",
+    "/nix/store",
+    "/efi",
+    "/snap",
 )
 # Only the path itself is refused (its subdirectories are where data usually lives).
 PROTECTED_EXACT: tuple[str, ...] = (
@@ -63,6 +73,7 @@ PROTECTED_EXACT: tuple[str, ...] = (
     "/srv",
     "/mnt",
     "/media",
+    "/nix",
 )
 
 _TREE_REASONS = {
@@ -74,7 +85,18 @@ _TREE_REASONS = {
     "/var/lock": "holds the running system's locks",
     "/boot": "holds the boot loader and kernels",
     "/etc": "holds the system's configuration",
+    "/var/lib/dpkg": "is the package manager's database",
+    "/var/lib/rpm": "is the package manager's database",
+    "/var/lib/kubelet": "holds the kubelet's pods, volumes and credentials",
+    "/var/lib/systemd": "holds systemd's state (credentials, timers, dynamic users)",
+    "/var/spool/cron": "holds the users' crontabs (cron refuses files with other owners)",
+    "/root/.ssh": "holds root's SSH keys and authorized_keys",
+    "/nix/store": "is the Nix store (read-only, shared by every Nix profile)",
+    "/efi": "holds the EFI system partition's boot loaders",
+    "/snap": "holds the mounted snap packages",
 }
+# The .ssh directory of any home below /home (users of LDAP or SSSD are not in getpwall()).
+_HOME_SSH = re.compile(r"^(/home/[^/]+/\.ssh)(/|$)")
 _STORAGE_TREES = ("/var/lib/docker", "/var/lib/containers", "/var/lib/containerd")
 
 
@@ -122,11 +144,68 @@ def refusal_reason(
             return _inside(norm, top, _TREE_REASONS.get(top, "holds the operating system's files"))
     if norm in PROTECTED_EXACT:
         return f"{norm} is a system directory shared by the whole host"
+    ssh_dirs = [normalize_path(home).rstrip("/") + "/.ssh" for home in homes]
+    match = _HOME_SSH.match(norm)
+    if match:
+        ssh_dirs.append(match.group(1))
+    for ssh in ssh_dirs:
+        if _is_below(norm, ssh):
+            return _inside(norm, ssh, "holds a user's SSH keys (sshd refuses them with other owners)")
     for home in homes:
         home_norm = normalize_path(home)
         if home_norm == norm:
             return f"{norm} is a user's home directory itself (choose a directory inside it)"
     return None
+
+
+# --------------------------------------------------------------------------------------------
+# Mounts: where a mounted directory comes from
+
+
+def unescape_mount_point(text: str) -> str:
+    """A path of /proc/self/mountinfo with its octal escapes (``\\040`` for a space) decoded."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), text)
+
+
+@dataclass(frozen=True)
+class MountLine:
+    """One line of /proc/self/mountinfo: id, device, the path inside its filesystem, where it is."""
+
+    mnt_id: int
+    device: str
+    root: str
+    point: str
+
+
+def parse_mountinfo(text: str) -> list[MountLine]:
+    """The mounts of a mountinfo text (lines that do not parse are left out)."""
+    mounts = []
+    for line in text.splitlines():
+        fields = line.split(" ")
+        if len(fields) < 5 or not fields[0].isdigit():
+            continue
+        mounts.append(MountLine(int(fields[0]), fields[2], unescape_mount_point(fields[3]),
+                            unescape_mount_point(fields[4])))
+    return mounts
+
+
+def mount_sources(mounts: Sequence[MountLine], mnt_id: int, inside: str = "") -> list[str]:
+    """Every path at which what mount ``mnt_id`` shows at ``inside`` (a path relative to its mount
+    point) is visible through another mount of the same device: for a bind mount of /etc at
+    /srv/x, ``/etc``. Empty when the mount id is unknown."""
+    mount = next((item for item in mounts if item.mnt_id == mnt_id), None)
+    if mount is None:
+        return []
+    in_fs = normalize_path(os.path.join(mount.root, inside)) if inside else mount.root
+    found = []
+    for other in mounts:
+        if other.device != mount.device or other.mnt_id == mnt_id:
+            continue
+        top = other.root.rstrip("/")
+        if in_fs == other.root or in_fs.startswith(top + "/"):
+            rest = in_fs[len(top):].lstrip("/")
+            found.append(normalize_path(os.path.join(other.point, rest)) if rest else other.point)
+    return found
 
 
 _STORAGE_KEYS = re.compile(r"""^\s*(graphroot|runroot|rootless_storage_path)\s*=\s*["']([^"']+)["']""", re.M)
