@@ -1163,6 +1163,8 @@ class _Walker:
         except OSError as exc:
             os.close(frame.fd)
             frame.fd = -1
+            if exc.errno in (errno.EMFILE, errno.ENFILE):
+                raise OwnershipError(too_many_files(self.path, exc.errno)) from None
             self._fail(frame.rel, f"cannot list the directory: {_error_text(exc)}", walk_incomplete=True)
             return False
         self.nfds += 2
