@@ -18,7 +18,6 @@ import os
 import resource
 import socket
 import stat
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
