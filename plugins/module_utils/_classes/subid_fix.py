@@ -27,7 +27,7 @@ from ansible_collections.permfix.containers.plugins.module_utils._core.atomic im
     write_atomically,
 )
 from ansible_collections.permfix.containers.plugins.module_utils._core.contracts import Fix, FixFailed
-from ansible_collections.permfix.containers.plugins.module_utils._core.errors import OptionError
+from ansible_collections.permfix.containers.plugins.module_utils._core.errors import OptionError, root_advice
 from ansible_collections.permfix.containers.plugins.module_utils._core.numbers import ID_MAX
 from ansible_collections.permfix.containers.plugins.module_utils._core.runner import Runner
 from ansible_collections.permfix.containers.plugins.module_utils._engines.podman import (
@@ -329,7 +329,9 @@ def _write_files(snap: Snapshot, result: EnsureResult, backup: Callable[[str], s
         try:
             write_atomically(path, result.after[kind])
         except OSError as exc:
-            raise SubidError(f"cannot write {path}: {exc.strerror or exc}; run as root (become: true)") from exc
+            raise SubidError(
+                f"cannot write {path}: {exc.strerror or exc}" + root_advice("; run as root (become: true)")
+            ) from exc
 
 
 def _run_usermod(

@@ -22,7 +22,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 
-from ansible_collections.permfix.containers.plugins.module_utils._core.errors import LockError
+from ansible_collections.permfix.containers.plugins.module_utils._core.errors import LockError, root_advice
 
 
 def _fsync_directory(directory: str) -> None:
@@ -127,7 +127,9 @@ class ShadowLock:
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except OSError as exc:
-            raise LockError(f"cannot open the password file lock {path}: {exc.strerror or exc}; run as root") from exc
+            raise LockError(
+                f"cannot open the password file lock {path}: {exc.strerror or exc}" + root_advice("; run as root")
+            ) from exc
         deadline = time.monotonic() + self.timeout
         while True:
             try:
@@ -150,7 +152,9 @@ class ShadowLock:
             with open(mine, "w", encoding="ascii") as handle:
                 handle.write(str(os.getpid()))
         except OSError as exc:
-            raise LockError(f"cannot create the lock file {mine}: {exc.strerror or exc}; run as root") from exc
+            raise LockError(
+                f"cannot create the lock file {mine}: {exc.strerror or exc}" + root_advice("; run as root")
+            ) from exc
         try:
             while True:
                 try:

@@ -12,7 +12,14 @@ catch it once; anything else that escapes is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import os
 from typing import Any
+
+
+def root_advice(advice: str, as_root: str = "") -> str:
+    """``advice`` to run as root for a process that is not root; ``as_root`` (often nothing) for
+    one that already is: telling root to run as root only hides the real cause."""
+    return advice if os.geteuid() != 0 else as_root
 
 
 class PermfixError(Exception):

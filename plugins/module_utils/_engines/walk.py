@@ -60,7 +60,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from ansible_collections.permfix.containers.plugins.module_utils._core.errors import PermfixError
+from ansible_collections.permfix.containers.plugins.module_utils._core.errors import PermfixError, root_advice
 from ansible_collections.permfix.containers.plugins.module_utils._core.jsonsafe import json_safe
 from ansible_collections.permfix.containers.plugins.module_utils._core.numbers import sample_size as check_sample_size
 from ansible_collections.permfix.containers.plugins.module_utils._host.acl import (
@@ -373,13 +373,14 @@ def _stamp(st: os.stat_result) -> tuple[int, int]:
 def _error_text(exc: OSError) -> str:
     code = exc.errno
     if code == errno.EPERM:
-        return "operation not permitted (an immutable or append-only entry, or a filesystem that refuses it)"
+        return ("operation not permitted (an immutable or append-only entry, or a filesystem that refuses it"
+                + root_advice("; changing owners needs root: become: true") + ")")
     if code == errno.EROFS:
         return "read-only filesystem"
     if code == errno.EINVAL:
         return "invalid argument (the id is not mapped in this user namespace?)"
     if code == errno.EACCES:
-        return "permission denied"
+        return "permission denied" + root_advice(" (run as root: become: true)")
     return exc.strerror or str(exc)
 
 

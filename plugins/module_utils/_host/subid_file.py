@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from ansible_collections.permfix.containers.plugins.module_utils._core.errors import PermfixError
+from ansible_collections.permfix.containers.plugins.module_utils._core.errors import PermfixError, root_advice
 from ansible_collections.permfix.containers.plugins.module_utils._core.numbers import ID_MAX, strtoul
 from ansible_collections.permfix.containers.plugins.module_utils._core.runner import Runner
 from ansible_collections.permfix.containers.plugins.module_utils._host.accounts import (
@@ -260,8 +260,8 @@ def read_subid_file(kind: str, path: str) -> SubidFile:
         return SubidFile(kind, path, False, [])
     except OSError as exc:
         raise SubidError(
-            f"cannot read {path}: {exc.strerror or exc}; run as root (become: true) or point "
-            f"{kind}_path at a readable file"
+            f"cannot read {path}: {exc.strerror or exc}; "
+            + root_advice("run as root (become: true) or point ", "point ") + f"{kind}_path at a readable file"
         ) from exc
     return SubidFile(kind, path, True, parse_subid(data.decode("utf-8", "surrogateescape")))
 

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ansible_collections.permfix.containers.plugins.module_utils._core.atomic import write_atomically
-from ansible_collections.permfix.containers.plugins.module_utils._core.errors import PermfixError
+from ansible_collections.permfix.containers.plugins.module_utils._core.errors import PermfixError, root_advice
 from ansible_collections.permfix.containers.plugins.module_utils._core.jsonsafe import pick
 
 UNPRIVILEGED_PORT_KEY = "net.ipv4.ip_unprivileged_port_start"
@@ -381,8 +381,9 @@ def write_runtime(path: str, value: int) -> None:
             ) from exc
         if exc.errno in (errno.EROFS, errno.EPERM, errno.EACCES):
             raise SysctlError(
-                f"cannot write {path}: {exc.strerror} (run as root on the host, or in a container "
-                "with CAP_NET_ADMIN and a writable /proc/sys)"
+                f"cannot write {path}: {exc.strerror} ("
+                + root_advice("run as root on the host, or ", "this looks like ")
+                + "a container: it needs CAP_NET_ADMIN and a writable /proc/sys)"
             ) from exc
         raise SysctlError(f"cannot write {path}: {exc.strerror}") from exc
     try:

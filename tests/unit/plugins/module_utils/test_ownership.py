@@ -370,3 +370,139 @@ def test_plan_acl_group_obj_not_mask_seeds_default() -> None:
     access = build_acl([(1, U, 7), (2, 9, 7), (4, U, 0), (0x10, U, 7), (0x20, U, 0)])
     plan = plan_acl(access, None, 0o040770, [(ACL_USER, 1000)])
     assert (ACL_GROUP_OBJ, U, 0) in parse_acl(plan.default)
+
+
+# -- issue 13: more protected trees, mount sources, advice, the worker cap ------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "fragment"),
+    [
+        ("/root/.ssh", "root's SSH keys"),
+        ("/root/.ssh/authorized_keys", "inside /root/.ssh"),
+        ("/home/alice/.ssh", "SSH keys"),
+        ("/srv/svc/.ssh/id_ed25519", "inside /srv/svc/.ssh"),  # a home from the user database
+        ("/home/ldapuser/.ssh", "SSH keys"),  # a home below /home that getpwall() does not list
+        ("/var/lib/dpkg", "package manager"),
+        ("/var/lib/dpkg/info", "package manager"),
+        ("/var/lib/rpm", "package manager"),
+        ("/var/spool/cron/crontabs", "crontabs"),
+        ("/var/lib/kubelet/pods", "kubelet"),
+        ("/var/lib/systemd/credential.secret", "systemd"),
+        ("/nix/store/abc-hello", "Nix store"),
+        ("/nix", "system directory"),
+        ("/efi/EFI", "EFI"),
+        ("/snap/core/123", "snap"),
+    ],
+)
+def test_refused_since_issue_13(path: str, fragment: str) -> None:
+    reason = refusal_reason(path, HOMES, STORAGE)
+    assert reason is not None and fragment in reason, reason
+
+
+@pytest.mark.parametrize("path", ["/home/alice/.sshx", "/home/alice/ssh", "/srv/app/.ssh-backup", "/nixos"])
+def test_allowed_since_issue_13(path: str) -> None:
+    assert refusal_reason(path, HOMES, STORAGE) is None
+
+
+MOUNTINFO = """\
+22 1 253:0 / / rw,relatime shared:1 - ext4 /dev/vda rw
+30 22 0:26 / /tmp rw shared:2 - tmpfs tmpfs rw
+41 22 253:0 /etc /srv/jail/etc rw,relatime - ext4 /dev/vda rw
+42 22 253:0 /etc/passwd /srv/jail/passwd rw,relatime - ext4 /dev/vda rw
+43 22 253:0 /var/lib/with\\040space /srv/x rw - ext4 /dev/vda rw
+44 30 0:26 /sub /srv/fromtmp rw - tmpfs tmpfs rw
+"""
+
+
+def test_parse_mountinfo_reads_ids_devices_roots_and_points() -> None:
+    mounts = paths.parse_mountinfo(MOUNTINFO + "garbage line\n")
+    assert [m.mnt_id for m in mounts] == [22, 30, 41, 42, 43, 44]
+    assert mounts[4].root == "/var/lib/with space" and mounts[1].point == "/tmp"
+
+
+@pytest.mark.parametrize(
+    ("mnt_id", "inside", "expected"),
+    [
+        (41, "", ["/etc"]),
+        (41, "ssh", ["/etc/ssh"]),
+        (42, "", ["/etc/passwd", "/srv/jail/etc/passwd"]),  # and through the other bind mount
+        (43, "", ["/var/lib/with space"]),
+        (44, "a", ["/tmp/sub/a"]),
+        (22, "srv", []),  # the root filesystem: nothing else shows it
+        (99, "", []),  # unknown mount
+    ],
+)
+def test_mount_sources(mnt_id: int, inside: str, expected: list) -> None:
+    assert paths.mount_sources(paths.parse_mountinfo(MOUNTINFO), mnt_id, inside) == expected
+
+
+def test_root_advice_only_for_a_process_that_is_not_root(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ansible_collections.permfix.containers.plugins.module_utils._core import errors
+
+    monkeypatch.setattr(errors.os, "geteuid", lambda: 0)
+    assert errors.root_advice("; run as root") == "" and errors.root_advice("a", "b") == "b"
+    assert "run as root" not in o._error_text(PermissionError(13, "Permission denied"))
+    monkeypatch.setattr(errors.os, "geteuid", lambda: 1000)
+    assert errors.root_advice("; run as root") == "; run as root"
+    assert "become" in o._error_text(PermissionError(13, "Permission denied"))
+
+
+def test_subid_read_error_gives_no_root_advice_to_root(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ansible_collections.permfix.containers.plugins.module_utils._core import errors
+    from ansible_collections.permfix.containers.plugins.module_utils._host.subid_file import (
+        SubidError,
+        read_subid_file,
+    )
+
+    monkeypatch.setattr(errors.os, "geteuid", lambda: 0)
+    with pytest.raises(SubidError) as caught:
+        read_subid_file("subuid", str(tmp_path))  # a directory: unreadable as a file, even by root
+    assert "run as root" not in str(caught.value) and "subuid_path" in str(caught.value)
+
+
+@pytest.mark.parametrize("requested", [1, 2, 3, 4, 8, 64])
+def test_worker_count_is_capped(requested: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(o, "usable_cpus", lambda: 3)
+    assert o.worker_count(requested) == min(requested, 3, o.MAX_WORKERS)
+    assert o.worker_count(0) == 3
+
+
+def test_too_many_files_names_the_limits_and_ulimit() -> None:
+    import errno
+
+    text = o.too_many_files("/srv/x", errno.EMFILE)
+    assert "ulimit -n" in text and "soft " in text and "hard " in text
+    assert "fs.file-max" in o.too_many_files("/srv/x", errno.ENFILE)
+
+
+def test_report_dict_is_valid_utf8() -> None:
+    report = o.OwnershipReport(path="/srv/x", real_path="/srv/x", target=o.Target(uid=1), check_mode=True,
+                               sample_size=5)
+    report.changes.add({"path": "/srv/x/caf\udce9", "before": "0:0", "after": "1:0"})
+    shown = report.as_dict()
+    assert shown["sample"][0]["path"] == "/srv/x/caf\\xe9"
+    shown["sample"][0]["path"].encode("utf-8")
+
+
+def test_run_detection_results_are_valid_utf8() -> None:
+    from ansible_collections.permfix.containers.plugins.module_utils._core.contracts import Detection, run_detection
+
+    class Module:
+        params: dict = {}
+        exited: dict = {}
+
+        def exit_json(self, **kwargs):  # type: ignore[no-untyped-def]
+            self.exited = kwargs
+
+        def warn(self, text: str) -> None:
+            pass
+
+        def run_command(self, *args, **kwargs):  # type: ignore[no-untyped-def]  # pragma: no cover
+            raise AssertionError("no command")
+
+    detection = Detection("bind_mount", "bind_mount_info", {}, lambda params: None,
+                          lambda request, runner: {"paths": ["/srv/caf\udce9"]})
+    module = Module()
+    run_detection(module, detection)
+    assert module.exited["paths"] == ["/srv/caf\\xe9"]
