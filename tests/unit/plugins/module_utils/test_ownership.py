@@ -481,8 +481,7 @@ def test_report_dict_is_valid_utf8() -> None:
                                sample_size=5)
     report.changes.add({"path": "/srv/x/caf\udce9", "before": "0:0", "after": "1:0"})
     shown = report.as_dict()
-    assert shown["sample"][0]["path"] == "/srv/x/caf\\xe9"
-    shown["sample"][0]["path"].encode("utf-8")
+    assert ascii(shown["sample"][0]["path"]) == ascii("/srv/x/caf\\xe9")  # ascii(): a surrogate breaks xdist
 
 
 def test_run_detection_results_are_valid_utf8() -> None:
@@ -505,4 +504,4 @@ def test_run_detection_results_are_valid_utf8() -> None:
                           lambda request, runner: {"paths": ["/srv/caf\udce9"]})
     module = Module()
     run_detection(module, detection)
-    assert module.exited["paths"] == ["/srv/caf\\xe9"]
+    assert ascii(module.exited["paths"]) == ascii(["/srv/caf\\xe9"])
