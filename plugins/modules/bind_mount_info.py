@@ -107,6 +107,8 @@ extends_documentation_fragment:
   - permfix.containers.docker
   - permfix.containers.attributes.info_module
 notes:
+  - Path names in the result that are not valid UTF-8 show each undecodable byte as C(\xNN)
+    (C(caf\xe9)), so that the result stays valid JSON.
   - Run it as root, so that it can read every path and ask podman as every rootless user.
   - Sockets, device nodes and single files are checked but never planned for a change.
 seealso:

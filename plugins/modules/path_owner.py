@@ -19,10 +19,24 @@ description:
     (links themselves are changed, as C(chown -R) does, and never followed); a directory
     replaced by a link while it is walked is reported, not entered. Device nodes are left alone
     (owning one grants access to the device). Sockets and FIFOs are never opened.
-  - Regular files with more than one hard link are left alone and reported, unless
-    O(allow_hardlinks) is set, because their other names can be outside the tree.
-  - The walk does not enter other filesystems mounted below O(path) unless O(one_file_system)
-    is false.
+  - Files of any type with more than one hard link (regular files, FIFOs, sockets, symbolic
+    links) are left alone and reported, unless O(allow_hardlinks) is set, because their other
+    names can be outside the tree.
+  - The walk does not enter other filesystems or bind mounts below O(path) unless
+    O(one_file_system) is false. A mount made while the walk runs is found too: the mount id of
+    every directory is compared with its parent's once the mount table has changed.
+  - A file that is a mount point (a file bind-mounted into the tree, for example a jail's
+    C(/etc/passwd)) is never changed, whatever O(one_file_system) says; it is listed in
+    RV(skipped_entries.mounts) with the reason. With O(one_file_system=false), a mount below
+    O(path) that shows a protected directory (see below) is not entered either.
+  - When a directory changes while it is walked (entries created, removed or renamed: its
+    modification time or link count differs after its listing), entries may have been missed:
+    O(path) itself is left unchanged, RV(complete) is false, RV(changed_while_walked) lists those
+    directories and a warning says so, so that the next run (also with
+    O(change_policy=on_root_mismatch)) walks the tree again.
+  - Names that are not valid UTF-8 are returned with each undecodable byte written as C(\xNN)
+    (C(caf\xe9)), so that the result is valid JSON; the entries themselves are changed all
+    the same.
   - Directories are changed after their content and O(path) itself last, and O(path) is left
     unchanged when something below it could not be changed, so that an interrupted or partial
     run is found again by the next one (see O(change_policy)).
@@ -32,7 +46,11 @@ description:
     C(/dev), C(/proc), C(/sys), C(/run), C(/var/run), C(/tmp), C(/var) and similar), a home
     directory itself, and container storage (C(/var/lib/docker), C(/var/lib/containers),
     each user's C(~/.local/share/containers), and the storage directories configured for Docker
-    and Podman). O(path) itself must not be a symbolic link.
+    and Podman). Also refused with everything below them - C(/root/.ssh) and every home's
+    C(.ssh), C(/var/lib/dpkg), C(/var/lib/rpm), C(/var/spool/cron), C(/var/lib/kubelet),
+    C(/var/lib/systemd), C(/nix/store), C(/efi) and C(/snap). O(path) itself must not be a
+    symbolic link, and must not be a mount of a protected directory (C(mount --bind /etc /srv/x)
+    is refused for V(/srv/x): the mount's source is checked too).
   - "Residual race: a process that can write a directory of the tree could swap a file for a
     hard link between the check and the change of that file. With C(fs.protected_hardlinks=1),
     the default on current distributions, it can only link files it owns or can already read
@@ -103,8 +121,8 @@ options:
     default: true
   allow_hardlinks:
     description:
-      - Also change regular files that have more than one hard link. Their other names can be
-        anywhere on the same filesystem, also outside O(path).
+      - Also change files (of any type but directories and device nodes) that have more than one
+        hard link. Their other names can be anywhere on the same filesystem, also outside O(path).
     type: bool
     default: false
   sample_size:
@@ -120,6 +138,8 @@ options:
         walk in one process. Each helper walks a subdirectory handed to it as an open,
         checked descriptor, with the same rules; the root is still changed last.
       - With O(allow_hardlinks=true) the walk uses one process.
+      - A larger value is lowered to 4 and to the number of usable CPUs (more processes than CPUs
+        only compete for them); RV(notes) says so.
     type: int
     default: 0
 extends_documentation_fragment:
@@ -202,7 +222,7 @@ walked:
   type: bool
   sample: true
 complete:
-  description: Whether every directory of the tree could be walked.
+  description: Whether every directory of the tree could be walked, and none changed while it was walked.
   returned: success
   type: bool
   sample: true
@@ -247,19 +267,23 @@ counts:
       description: Entries that differ but are not owned by O(from_owner).
       type: int
     skipped_hardlinks:
-      description: Regular files with more than one hard link, left alone.
+      description: Files (of any type but directories) with more than one hard link, left alone.
       type: int
     skipped_devices:
       description: Device nodes, left alone.
       type: int
     skipped_mounts:
-      description: Mount points of other filesystems (or bind mounts) below O(path), not entered.
+      description: Mount points below O(path) (other filesystems, bind mounts of directories or files), not
+        entered and not changed.
       type: int
     vanished:
       description: Entries that disappeared during the walk.
       type: int
     failed:
       description: Entries that could not be changed or walked.
+      type: int
+    changed_while_walked:
+      description: Directories that changed while they were walked (entries may have been missed).
       type: int
   sample:
     entries: 1310
@@ -272,6 +296,7 @@ counts:
     skipped_mounts: 0
     vanished: 0
     failed: 0
+    changed_while_walked: 0
 sample:
   description: Up to O(sample_size) of the entries changed (or to change),
       with their owner (or ACL entries) before and after.
@@ -285,7 +310,7 @@ skipped_entries:
   type: dict
   contains:
     hardlinks:
-      description: Regular files with more than one hard link (C(path), C(links), C(owner)).
+      description: Files with more than one hard link (C(path), C(type), C(links), C(owner)).
       type: list
       elements: dict
     devices:
@@ -293,10 +318,11 @@ skipped_entries:
       type: list
       elements: dict
     mounts:
-      description: Mount points not entered (C(path)).
+      description: Mount points not entered or changed (C(path), C(reason)).
       type: list
       elements: dict
-  sample: {"hardlinks": [{"path": "/srv/app/data/x", "links": 2, "owner": "0:0"}], "devices": [], "mounts": []}
+  sample: {"hardlinks": [{"path": "/srv/app/data/x", "type": "regular file", "links": 2, "owner": "0:0"}],
+      "devices": [], "mounts": [{"path": "/srv/app/data/passwd", "reason": "a file mounted over this name"}]}
 failures:
   description: Up to O(sample_size) entries that could not be changed or walked, with the reason.
   returned: success
@@ -304,6 +330,19 @@ failures:
   elements: dict
   sample: [{"path": "/srv/app/data/locked",
       "error": "operation not permitted (an immutable or append-only entry, or a filesystem that refuses it)"}]
+changed_while_walked:
+  description: Up to O(sample_size) directories that changed while they were walked (C(path)); when
+    not empty, RV(complete) is false and O(path) itself was left for the next run.
+  returned: success
+  type: list
+  elements: dict
+  sample: []
+notes:
+  description: Remarks about how the walk ran, for example that O(workers) was lowered.
+  returned: success
+  type: list
+  elements: str
+  sample: ["workers=16 was lowered to 4 (at most 4, and at most one per usable CPU: 8)"]
 summary:
   description: One sentence saying what was (or would be) done.
   returned: success

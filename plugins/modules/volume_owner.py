@@ -89,6 +89,8 @@ extends_documentation_fragment:
   - permfix.containers.docker
   - permfix.containers.attributes.fix_module
 notes:
+  - Path names in the result that are not valid UTF-8 show each undecodable byte as C(\xNN)
+    (C(caf\xe9)), so that the result stays valid JSON.
   - Run as root (C(become)).
   - Entries owned by ids the engine's namespace does not map cannot be changed by the fixer; the module
     then fails with the count.

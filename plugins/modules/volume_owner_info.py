@@ -80,6 +80,8 @@ extends_documentation_fragment:
   - permfix.containers.docker
   - permfix.containers.attributes.info_module
 notes:
+  - Path names in the result that are not valid UTF-8 show each undecodable byte as C(\xNN)
+    (C(caf\xe9)), so that the result stays valid JSON.
   - Run as root (C(become)) so that every volume's mountpoint can be read.
   - Engines that are absent or do not answer become RV(notes), not errors.
 seealso:
