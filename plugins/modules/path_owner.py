@@ -23,14 +23,14 @@ description:
     links) are left alone and reported, unless O(allow_hardlinks) is set, because their other
     names can be outside the tree.
   - The walk does not enter other filesystems or bind mounts below O(path) unless
-    O(one_file_system) is false. A mount made while the walk runs is found too: the mount id of
+    O(one_file_system) is false. A mount made while the walk runs is found too; the mount id of
     every directory is compared with its parent's once the mount table has changed.
   - A file that is a mount point (a file bind-mounted into the tree, for example a jail's
     C(/etc/passwd)) is never changed, whatever O(one_file_system) says; it is listed in
     RV(skipped_entries.mounts) with the reason. With O(one_file_system=false), a mount below
     O(path) that shows a protected directory (see below) is not entered either.
-  - When a directory changes while it is walked (entries created, removed or renamed: its
-    modification time or link count differs after its listing), entries may have been missed:
+  - When a directory changes while it is walked (entries created, removed or renamed, so that its
+    modification time or link count differs after its listing), entries may have been missed;
     O(path) itself is left unchanged, RV(complete) is false, RV(changed_while_walked) lists those
     directories and a warning says so, so that the next run (also with
     O(change_policy=on_root_mismatch)) walks the tree again.
@@ -50,7 +50,7 @@ description:
     C(.ssh), C(/var/lib/dpkg), C(/var/lib/rpm), C(/var/spool/cron), C(/var/lib/kubelet),
     C(/var/lib/systemd), C(/nix/store), C(/efi) and C(/snap). O(path) itself must not be a
     symbolic link, and must not be a mount of a protected directory (C(mount --bind /etc /srv/x)
-    is refused for V(/srv/x): the mount's source is checked too).
+    is refused for V(/srv/x); the mount's source is checked too).
   - "Residual race: a process that can write a directory of the tree could swap a file for a
     hard link between the check and the change of that file. With C(fs.protected_hardlinks=1),
     the default on current distributions, it can only link files it owns or can already read
