@@ -483,7 +483,10 @@ def test_unlistable_directory_is_reported_for_an_unprivileged_caller(area: Path,
     proc = lib.run_as(user, ["/usr/bin/python3", "-c", program, str(lib.collections_dir()), str(tree)])
     data = json.loads(proc.stdout)
     assert data["complete"] is False
-    assert data["failures"] == [{"path": str(closed), "error": "cannot open the directory: permission denied"}]
+    # not root: the advice to run as root is given (root never gets it)
+    assert data["failures"] == [
+        {"path": str(closed), "error": "cannot open the directory: permission denied (run as root: become: true)"}
+    ]
 
 
 # -- bounded descriptors on a deep tree ------------------------------------------------------------
