@@ -288,11 +288,6 @@ def _glob_names(path: bytes, target: list[bytes]) -> bytes | None:
     return PROC_SYS + b"/".join(target)
 
 
-def fnmatch_path(pattern: bytes, path: bytes) -> bool:
-    """fnmatch(pattern, path, 0): how sysctl matches a ``-pattern`` exclusion (``*`` also matches ``/``)."""
-    return bool(_fnmatch_regex(pattern, False).match(path))
-
-
 def parse_sysctl_line(text: str) -> ParsedLine | None:
     """What procps' parse_setting_line() makes of one line; None for blank lines, comments and
     lines it rejects. The line ends at its first NUL byte, as procps sees it."""
@@ -484,14 +479,17 @@ class _Line:
     parsed: ParsedLine
 
 
-def _pattern_skipped(line: _Line, names: bytes, explicit: set[bytes], excludes: list[bytes]) -> str | None:
-    """Why sysctl does not apply a pattern line to the key at ``names`` (None: it does)."""
+def _pattern_skipped(line: _Line, names: bytes, explicit: set[bytes]) -> str | None:
+    """Why sysctl does not apply a pattern line to the key at ``names`` (None: it does).
+
+    procps-ng 4.0.2 skips a key that any line of any file names exactly, an assignment or a
+    ``-key`` exclusion; an exclusion that is itself a pattern excludes nothing there (later
+    procps versions match it with fnmatch).
+    """
     if not line.parsed.is_glob:
         return None
     if names in explicit:
         return "the line is a pattern, and sysctl skips a key that another line names exactly"
-    if any(fnmatch_path(pattern, names) for pattern in excludes):
-        return "the line is a pattern, and a -pattern line excludes the key from it"
     return None
 
 
@@ -505,7 +503,7 @@ def resolve_contents(
     sysctl --system gets it into the kernel.
 
     Lines are read as procps reads them (:func:`parse_sysctl_line`); a pattern line applies to
-    the key unless any line names the key exactly or a ``-pattern`` excludes it; each value goes
+    the key unless any line names the key exactly (:func:`_pattern_skipped`); each value goes
     through the kernel's checks. For net.ipv4.ip_unprivileged_port_start that includes
     net.ipv4.ip_local_port_range at that point: a value above its lowest port is refused, and a
     range whose lowest port is below the key's value then is refused too.
@@ -520,7 +518,6 @@ def resolve_contents(
             if parsed is not None:
                 (lines if config.applied else masked_lines).append(_Line(config, number, text, parsed))
     explicit = {line.parsed.path for line in lines}
-    excludes = [line.parsed.path for line in lines if line.parsed.exclude]
 
     current = default
     low, high = KERNEL_DEFAULT_LOCAL_PORT_RANGE
@@ -532,7 +529,7 @@ def resolve_contents(
         names = parsed.names(wanted)
         if names is not None:
             value = parse_value(parsed.raw_value)
-            refused = _pattern_skipped(line, names, explicit, excludes)
+            refused = _pattern_skipped(line, names, explicit)
             if refused is None and value is None:
                 refused = f"the kernel takes only a number from {PORT_MIN} to {PORT_MAX}"
             elif refused is None and track_range and value is not None and value > low:
@@ -545,7 +542,7 @@ def resolve_contents(
             applied.append(_assignment(line, value, True, refused))
             continue
         range_names = parsed.names(LOCAL_PORT_RANGE_KEY) if track_range else None
-        if range_names is None or _pattern_skipped(line, range_names, explicit, excludes):
+        if range_names is None or _pattern_skipped(line, range_names, explicit):
             continue
         numbers = kernel_ints(file_bytes(parsed.raw_value), 2, 1, PORT_MAX)
         if numbers:

@@ -564,3 +564,39 @@ def test_after_a_planned_change_the_target_wins(
         assert after.value == target
         assert plan_dropin(after, target, tree.dirs) == []
         assert plan_in_place(after, target, tree.dirs, tree.conf) == []
+
+
+# ------------------------------------------------------------------ issue 13: what sysctl really reads
+
+
+@pytest.mark.parametrize("breaker", ["\r", "\v", "\f", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029"])
+def test_a_value_inside_a_comment_line_sets_nothing(tree: Tree, breaker: str) -> None:
+    tree.write("etc/sysctl.d/50-ports.conf", f"# old{breaker}{KEY} = 80\n")
+    resolution = tree.resolve()
+    assert resolution.value == 1024 and resolution.assignments == []
+
+
+def test_a_value_above_the_local_port_range_at_boot_is_refused(tree: Tree) -> None:
+    tree.write("etc/sysctl.d/50-a.conf", f"{KEY} = 40000\n")
+    tree.write("etc/sysctl.d/60-b.conf", f"{KEY} = 22\nnet.ipv4.ip_local_port_range = 100 60999\n{KEY} = 200\n")
+    resolution = tree.resolve()
+    assert [(a.value, a.refused is None) for a in resolution.assignments] == [(40000, False), (22, True), (200, False)]
+    assert resolution.value == 22 and resolution.local_port_range == (100, 60999)
+    assert "100" in (resolution.assignments[2].refused or "")
+
+
+def test_in_place_never_writes_a_vendor_file_through_a_link(tree: Tree) -> None:
+    vendor = tree.write("usr/lib/sysctl.d/50-vendor.conf", f"{KEY} = 1024\n")
+    tree.link("etc/sysctl.d/50-vendor.conf", vendor)
+    changes = plan_in_place(tree.resolve(), 80, tree.dirs, tree.conf)
+    assert [(os.path.dirname(c.path), c.action) for c in changes] == [(tree.dirs[0], "created")]
+    apply_file_changes(changes)
+    assert Path(vendor).read_text() == f"{KEY} = 1024\n" and os.path.islink(tree.dirs[0] + "/50-vendor.conf")
+    assert tree.resolve().value == 80
+
+
+def test_a_plan_that_would_be_refused_at_boot_is_refused_now(tree: Tree) -> None:
+    tree.write("etc/sysctl.d/10-range.conf", f"{KEY} = 400\nnet.ipv4.ip_local_port_range = 500 60999\n")
+    assert tree.resolve().local_port_range == (500, 60999)
+    with pytest.raises(SysctlError, match="would still set .* to 400 .*refused"):
+        plan_dropin(tree.resolve(), 600, tree.dirs)
