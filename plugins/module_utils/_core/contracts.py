@@ -96,7 +96,7 @@ def run_detection(module: Any, detection: Detection) -> None:
     if detection.warnings_from:
         for warning in result[detection.warnings_from]:
             module.warn(json_safe(warning))
-    module.exit_json(changed=False, **result)
+    module.exit_json(changed=False, **json_safe(result))
 
 
 def run_fix(module: Any, fix: Fix) -> None:
