@@ -31,18 +31,18 @@ import json, subprocess, sys
 cases = json.loads(sys.stdin.read())
 out = []
 for path in cases:
-    with open("%(range)s", "w") as handle:
+    with open("RANGE_PATH", "w") as handle:
         handle.write("32768 60999\n")
-    with open("%(proc)s", "w") as handle:
+    with open("PROC_PATH", "w") as handle:
         handle.write("1024\n")
     subprocess.run(["sysctl", "-q", "-p", path], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
-    with open("%(proc)s") as handle:
+    with open("PROC_PATH") as handle:
         value = int(handle.read())
-    with open("%(range)s") as handle:
+    with open("RANGE_PATH") as handle:
         low, high = (int(part) for part in handle.read().split())
     out.append([value, low, high])
 print(json.dumps(out))
-""" % {"proc": PROC, "range": RANGE}
+""".replace("RANGE_PATH", RANGE).replace("PROC_PATH", PROC)
 
 SPELLINGS = [
     KEY,
@@ -153,6 +153,6 @@ def test_resolve_predicts_what_procps_sysctl_and_the_kernel_do() -> None:
         for index in range(len(cases))
         if predicted[index] != real[index]
     ]
-    assert mismatches == [], f"{len(mismatches)} of {len(cases)} cases differ (file, predicted, real): {mismatches[:15]}"
+    assert mismatches == [], f"{len(mismatches)} of {len(cases)} differ (file, predicted, real): {mismatches[:15]}"
     # the cases are not all alike: the kernel ended with many different values
     assert len({value for value, _, _ in real}) > 10
