@@ -14,11 +14,14 @@ options:
       - The sysctl drop-in directories, highest priority first. A file hides a same-named file in a later
         directory; the remaining files apply in the order of their names.
       - M(permfix.containers.unprivileged_port) writes its drop-in into the first one.
+      - Each must be an absolute path given as a string, without NUL bytes; anything else is refused.
     type: list
     elements: path
     default: [/etc/sysctl.d, /run/sysctl.d, /usr/local/lib/sysctl.d, /usr/lib/sysctl.d, /lib/sysctl.d]
   sysctl_conf:
-    description: The main sysctl file, applied after every drop-in.
+    description:
+      - The main sysctl file, applied after every drop-in; V(null) for none.
+      - This and the two options below must be absolute paths.
     type: path
     default: /etc/sysctl.conf
   proc_path:

@@ -21,6 +21,13 @@ description:
   - Every other line and byte of an edited file is kept; files are written atomically, and if a write fails
     the runtime value and the files written before it are put back.
   - When C(/proc/sys) is read-only (an unprivileged container), it persists only and says so in RV(notes).
+  - Files are read the way procps-ng C(sysctl --system) reads them (lines end only at a newline, a NUL byte
+    ends a line, comments, C(-) prefixes, dot or slash keys, patterns such as C(net.ipv4.ip_unprivileged_port_*)),
+    and each value goes through the kernel's checks, so a value the kernel refuses at boot (not a number, or
+    above the lowest port of C(net.ipv4.ip_local_port_range) at that point) never counts as persisted.
+    Before anything is written, the planned files are resolved again; a plan that would not win at boot fails
+    and changes nothing.
+  - RV(diff) is returned only in diff mode (C(--diff)).
 author:
   - permfix.containers contributors (@permfix)
 options:
@@ -55,6 +62,10 @@ options:
         C(/etc/sysctl.conf) sets another value, because C(sysctl --system) applies that file last.
       - V(in_place) changes the value on the winning line when that line is in O(sysctl_conf) or in the first
         of O(sysctl_dirs); otherwise (a vendor file under C(/usr/lib), or no file) it writes the drop-in.
+      - What counts is the file the line is really in, links resolved. A link in C(/etc/sysctl.d) to a vendor
+        file (C(/usr/lib/sysctl.d), C(/lib/sysctl.d), C(/usr/local/lib/sysctl.d), C(/run/sysctl.d), or a later
+        entry of O(sysctl_dirs)) or to a file elsewhere is never written through; a pattern line is never edited.
+        The drop-in is written instead.
     type: str
     choices: [dropin, in_place]
     default: dropin
@@ -200,6 +211,12 @@ needed:
   type: dict
   sample: {value: 80, ports: [{port: 80, end: 80, protocol: tcp, source: podman, engine: podman,
       container: web, user: app}]}
+diff:
+  description: The runtime value and every file before and after; only in diff mode.
+  returned: in diff mode
+  type: list
+  elements: dict
+  sample: [{before_header: /proc/sys/net/ipv4/ip_unprivileged_port_start (runtime), before: "1024\n", after: "80\n"}]
 notes:
   description: Why something was not changed (already lower, read-only C(/proc/sys)) and discovery problems.
   returned: always

@@ -16,6 +16,11 @@ description:
     value, Docker starts new ones at 0).
   - Resolves the value the host applies at boot the way C(sysctl --system) and systemd-sysctl do, and reports
     the file and line that win and every other line that sets the key.
+  - Lines are read as procps-ng reads them (they end only at a newline; a NUL byte ends a line; C(\\r),
+    C(\\v), C(\\f) or U+2028 inside a comment do not start a new line), and a value counts only when the
+    kernel takes it at that point of C(sysctl --system). A value above the lowest port of
+    C(net.ipv4.ip_local_port_range) then is refused by the kernel; it is reported as a C(refused) finding and
+    never as the persisted value.
   - Finds the lowest published host port below 1024 among rootless containers (podman for every rootless
     user, running or stopped; rootless Docker daemons with a socket at C(/run/user/UID/docker.sock)), plus the
     ports in O(ports).
@@ -184,8 +189,19 @@ assignments:
           hides it).
       type: bool
       sample: true
+    refused:
+      description:
+        - Why C(sysctl --system) does not get this value into the kernel at boot, V(null) when it does.
+        - For example the kernel refuses a value above the lowest port of C(net.ipv4.ip_local_port_range) at
+          that point, and a pattern line does not apply to a key another line names exactly.
+      type: str
+      sample: null
+    pattern:
+      description: Whether the line is a pattern (such as C(net.ipv4.ip_unprivileged_port_*)) that matches the key.
+      type: bool
+      sample: false
     winner:
-      description: Whether this line sets the value at boot.
+      description: Whether this line sets the value at boot (the last line whose value the kernel takes).
       type: bool
       sample: true
   sample:

@@ -33,6 +33,7 @@ from ansible_collections.permfix.containers.plugins.module_utils._core.errors im
 )
 from ansible_collections.permfix.containers.plugins.module_utils._core.findings import make_finding
 from ansible_collections.permfix.containers.plugins.module_utils._core.jsonsafe import pick
+from ansible_collections.permfix.containers.plugins.module_utils._core.options import host_path, host_paths
 from ansible_collections.permfix.containers.plugins.module_utils._core.runner import Runner
 from ansible_collections.permfix.containers.plugins.module_utils._engines.docker import docker_api_get
 from ansible_collections.permfix.containers.plugins.module_utils._engines.podman import (
@@ -47,22 +48,24 @@ from ansible_collections.permfix.containers.plugins.module_utils._host.sysctl im
     DEFAULT_PROC_PATH,
     DEFAULT_SYSCTL_CONF,
     DEFAULT_SYSCTL_DIRS,
-    DROPIN_NAME,
     KERNEL_DEFAULT_UNPRIVILEGED_PORT,
     PORT_MAX,
     PORT_MIN,
     UNPRIVILEGED_PORT_KEY,
-    FileChange,
     Resolution,
     Runtime,
     SysctlError,
-    apply_file_changes,
-    plan_dropin,
-    plan_in_place,
     read_local_port_range,
     read_runtime,
     resolve,
     write_runtime,
+)
+from ansible_collections.permfix.containers.plugins.module_utils._host.sysctl_plan import (
+    DROPIN_NAME,
+    FileChange,
+    apply_file_changes,
+    plan_dropin,
+    plan_in_place,
 )
 
 PRIVILEGED_LIMIT = 1024  # ports below this are "privileged" in the sense of the issue text
@@ -305,7 +308,13 @@ def port_info_request(params: Mapping[str, Any]) -> dict[str, Any]:
         declared_ports(params["ports"])
     except PortsError as exc:
         raise OptionError(str(exc)) from None
-    return {name: params[name] for name in PORT_INFO_ARGUMENT_SPEC}
+    request = {name: params[name] for name in PORT_INFO_ARGUMENT_SPEC}
+    request["sysctl_dirs"] = host_paths(params["sysctl_dirs"], "sysctl_dirs")
+    if params["sysctl_conf"] is not None:  # null: no main file
+        request["sysctl_conf"] = host_path(params["sysctl_conf"], "sysctl_conf")
+    for name in ("proc_path", "local_port_range_path"):
+        request[name] = host_path(params[name], name)
+    return request
 
 
 def port_info(request: Mapping[str, Any], runner: Runner) -> dict[str, Any]:
@@ -458,6 +467,24 @@ def build_findings(state: HostState) -> list[dict[str, Any]]:
                 )
 
     for assignment in state.resolution.applied_assignments:
+        if assignment.valid and assignment.refused:
+            findings.append(
+                make_finding(
+                    FINDING_CLASS,
+                    "warning",
+                    key,
+                    f"{assignment.path} line {assignment.line} sets {key} = {assignment.raw_value}, but sysctl "
+                    f"--system does not get it into the kernel at boot: {assignment.refused}; the boot value is "
+                    f"{boot} ({_persisted_source(state.resolution)})",
+                    id_parts=("refused", f"{assignment.path}:{assignment.line}"),
+                    observed={"path": assignment.path, "line": assignment.line, "value": assignment.value,
+                              "persisted": boot,
+                              "local_port_range": list(state.resolution.local_port_range)},
+                    expected={"value": needed if needed is not None else boot},
+                    fixable=needed is not None,
+                    fix=fix_to,
+                )
+            )
         if not assignment.valid:
             findings.append(
                 make_finding(
@@ -683,7 +710,7 @@ def run_port_fix(request: Mapping[str, Any], runner: Runner, check_mode: bool, d
         "files": state.files(),
         "needed": state.needed_dict(),
         "notes": plan.notes + state.warnings,
-        "diff": fix_diff(plan, proc_path),
+        **({"diff": fix_diff(plan, proc_path)} if diff else {}),
     }
 
 

@@ -18,9 +18,7 @@ The boot value is resolved the way ``sysctl --system`` (procps-ng) and systemd-s
 A value the kernel refuses (not a number, out of range) does not change anything, so the
 boot value is the last *valid* assignment, or the kernel's default when there is none.
 
-Changes are planned first (:func:`plan_dropin`, :func:`plan_in_place`) as whole-file contents,
-so check mode and diff mode see exactly what a real run writes; :func:`apply_changes` then
-writes each file atomically and puts everything back if one write fails.
+Changes to the files are planned and written by ``sysctl_plan.py``.
 """
 
 from __future__ import annotations
@@ -29,11 +27,10 @@ import errno
 import os
 import re
 import stat
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ansible_collections.permfix.containers.plugins.module_utils._core.atomic import write_atomically
 from ansible_collections.permfix.containers.plugins.module_utils._core.errors import PermfixError, root_advice
 from ansible_collections.permfix.containers.plugins.module_utils._core.jsonsafe import pick
 
@@ -53,13 +50,20 @@ KERNEL_DEFAULT_UNPRIVILEGED_PORT = 1024
 PORT_MIN = 0
 PORT_MAX = 65535
 
-DROPIN_NAME = "99-permfix-unprivileged-port.conf"
-# A drop-in that must sort after NAME.conf is called NAME.<DROPIN_SUFFIX>: "." + "p" sorts
-# after ".c", so it comes after NAME.conf whatever NAME is.
-DROPIN_SUFFIX = "permfix-unprivileged-port.conf"
-MARKER = "# Managed by permfix.containers.unprivileged_port; edit with that module or remove this file."
 
-_INTEGER = re.compile(r"^-?(?:0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)$")
+LOCAL_PORT_RANGE_KEY = "net.ipv4.ip_local_port_range"
+# The kernel's net.ipv4.ip_local_port_range in a new network namespace (and at boot).
+KERNEL_DEFAULT_LOCAL_PORT_RANGE = (32768, 60999)
+
+# What procps strips around keys and values: glibc's isspace() in the C and UTF-8 locales.
+C_SPACE = b" \t\n\v\f\r"
+# What the kernel skips before a number: its isspace() (lib/ctype.c also marks byte 0xA0 as a space).
+KERNEL_SPACE = C_SPACE + b"\xa0"
+# What may follow a number the kernel reads (proc_wspace_sep); anything else makes it refuse the write.
+KERNEL_SEPARATORS = b" \t\n"
+GLOB_CHARS = b"*?["
+PROC_SYS = b"/proc/sys/"
+_TMPBUFLEN = 22  # the kernel copies at most 21 characters of a number (proc_get_long)
 
 
 class SysctlError(PermfixError):
@@ -67,7 +71,7 @@ class SysctlError(PermfixError):
 
 
 # --------------------------------------------------------------------------------------------
-# Parsing
+# Parsing, the way procps-ng's sysctl reads a file and the kernel reads the value it writes
 # --------------------------------------------------------------------------------------------
 
 
@@ -76,55 +80,242 @@ def normalize_key(key: str) -> str:
     return key.strip(" \t").replace("/", ".")
 
 
-def parse_value(raw: str) -> int | None:
-    """The integer the kernel would store for ``raw``, None when it would refuse the write.
+def sysctl_lines(text: str) -> list[str]:
+    """The lines of a file as procps reads them (getline): each ends at ``\\n`` and keeps it.
 
-    The kernel reads the first whitespace-separated number (decimal, ``0x`` hexadecimal or
-    ``0`` octal, like strtoul with base 0, no ``+`` sign) and ignores what follows a blank;
-    the parameter only takes 0 to 65535.
+    ``\\r``, ``\\v``, ``\\f``, ``\\x1c``-``\\x1e``, U+0085, U+2028 and U+2029 do not end a line
+    (``str.splitlines`` would split at each of them).
     """
-    tokens = raw.split()
-    if not tokens or not _INTEGER.match(tokens[0]):
-        return None
-    token = tokens[0]
-    sign = -1 if token.startswith("-") else 1
-    digits = token.lstrip("-")
-    if digits[:2] in ("0x", "0X"):
-        number = int(digits[2:], 16)
-    elif len(digits) > 1 and digits.startswith("0"):
-        number = int(digits[1:], 8)
+    parts = text.split("\n")
+    lines = [part + "\n" for part in parts[:-1]]
+    if parts[-1]:
+        lines.append(parts[-1])
+    return lines
+
+
+def file_bytes(text: str) -> bytes:
+    """A file's text (read with surrogate escapes) as its bytes."""
+    return text.encode("utf-8", "surrogateescape")
+
+
+def file_text(data: bytes) -> str:
+    """Bytes as text the way files are read here (undecodable bytes as surrogate escapes)."""
+    return data.decode("utf-8", "surrogateescape")
+
+
+def _c_rstrip(data: bytes) -> bytes:
+    """procps' rstrip(): trailing spaces go, but never the first character."""
+    stripped = data.rstrip(C_SPACE)
+    return stripped if stripped or not data else data[:1]
+
+
+def _slashdot(path: bytes) -> bytes:
+    """procps' slashdot(): when the first separator is a dot, dots and slashes swap."""
+    match = re.search(rb"[/.]", path)
+    if match is None or path[match.start():match.start() + 1] == b"/":
+        return path
+    return path.translate(bytes.maketrans(b"./", b"/."))
+
+
+def _kernel_long(data: bytes, pos: int) -> tuple[int | None, int]:
+    """proc_get_long() and proc_dointvec's conversion: the int at ``pos`` (None: EINVAL) and the end."""
+    size = len(data) - pos
+    chunk = data[pos:pos + min(size, _TMPBUFLEN - 1)]
+    index = 0
+    negative = False
+    if chunk[:1] == b"-" and size > 1:
+        negative, index = True, 1
+    if not chunk[index:index + 1].isdigit():
+        return None, pos
+    if chunk[index:index + 1] == b"0":
+        if chunk[index + 1:index + 2] in (b"x", b"X") and chunk[index + 2:index + 3] in b"0123456789abcdefABCDEF" \
+                and chunk[index + 2:index + 3]:
+            base, digits, index = 16, b"0123456789abcdefABCDEF", index + 2
+        else:
+            base, digits = 8, b"01234567"
     else:
-        number = int(digits)
-    number *= sign
-    if number < PORT_MIN or number > PORT_MAX:
-        return None
-    return number
+        base, digits = 10, b"0123456789"
+    first = index
+    while index < len(chunk) and chunk[index:index + 1] in digits:
+        index += 1
+    number = int(chunk[first:index], base)
+    if number >= 2**64 or index == _TMPBUFLEN - 1:
+        return None, pos
+    if index < size and data[pos + index:pos + index + 1] not in KERNEL_SEPARATORS:
+        return None, pos
+    if negative:
+        return (None if number > 2**31 else -number), pos + index
+    return (None if number > 2**31 - 1 else number), pos + index
+
+
+def kernel_ints(raw: bytes, count: int, minimum: int, maximum: int) -> list[int] | None:
+    """The numbers proc_dointvec_minmax() stores when sysctl writes ``raw`` (plus its ``\\n``);
+    None when the kernel refuses the write. Fewer than ``count`` numbers leave the rest as they were,
+    and what follows the last number the kernel reads is ignored."""
+    data = raw + b"\n"
+    pos = 0
+    values: list[int] = []
+    for _ in range(count):
+        while pos < len(data) and data[pos:pos + 1] in KERNEL_SPACE:
+            pos += 1
+        if pos == len(data):
+            break
+        number, pos = _kernel_long(data, pos)
+        if number is None or not minimum <= number <= maximum:
+            return None
+        values.append(number)
+    return values or None
+
+
+def parse_value(raw: str) -> int | None:
+    """The port the kernel stores when sysctl writes ``raw``, None when it refuses the write.
+
+    Like the kernel: leading blanks skipped, then a C number (decimal, ``0x`` hexadecimal or ``0``
+    octal, an optional ``-``, no ``+``) that must end at a space, tab or the end; what follows is
+    ignored; the parameter takes 0 to 65535.
+    """
+    values = kernel_ints(file_bytes(raw).strip(C_SPACE), 1, PORT_MIN, PORT_MAX)
+    return values[0] if values else None
 
 
 @dataclass(frozen=True)
 class ParsedLine:
-    """A line of a sysctl file that assigns a value to a key."""
+    """A line of a sysctl file that names a key: an assignment, or (``exclude``) a ``-key`` exclusion."""
 
-    key: str
-    raw_value: str
+    key: str  # the key as procps keeps it (after one ``-``, trailing blanks removed)
+    raw_value: str | None  # None for an exclusion
     ignore_errors: bool
+    exclude: bool = False
+    value_span: tuple[int, int] | None = None  # where the value is in the line's bytes
+
+    @property
+    def path(self) -> bytes:
+        """The file procps opens, as a string (``/proc/sys/`` and the key with slashes)."""
+        key = file_bytes(self.key)
+        return PROC_SYS + _slashdot(key[1:] if key[:1] == b"-" else key)
+
+    @property
+    def is_glob(self) -> bool:
+        return any(char in self.path for char in (b"*", b"?", b"["))
+
+    def names(self, key: str) -> bytes | None:
+        """The path procps writes when this line sets ``key`` (a dotted key), None when it does not."""
+        target = key.split(".")
+        relative = self.path[len(PROC_SYS):]
+        if self.is_glob:
+            return _glob_names(relative, [file_bytes(part) for part in target])
+        return self.path if _walk_names(relative, [file_bytes(part) for part in target]) else None
+
+
+def _walk_names(path: bytes, target: list[bytes]) -> bool:
+    """Whether the kernel's path lookup of /proc/sys/``path`` ends at /proc/sys/``target`` (a file).
+
+    ``.``, ``..`` and repeated slashes work as in any path; a path through an unknown
+    directory followed by ``..`` is not followed (this says no).
+    """
+    wanted = [b"proc", b"sys", *target]
+    known = {tuple(wanted[:length]) for length in range(len(wanted))}
+    stack = [b"proc", b"sys"]
+    parts = path.split(b"/")
+    for part in parts:
+        if stack == wanted:  # a slash after the file's name: ENOTDIR
+            return False
+        if part in (b"", b"."):
+            continue
+        if part == b"..":
+            if tuple(stack) not in known:
+                return False
+            stack = stack[:-1]
+            continue
+        stack = [*stack, part]
+    return stack == wanted
+
+
+def _fnmatch_regex(pattern: bytes, slash_special: bool) -> re.Pattern[bytes]:
+    """glibc fnmatch()/glob() matching as a regular expression: ``*``, ``?``, ``[...]`` with ``!``
+    or ``^``, and ``\\`` escapes."""
+    out = []
+    index = 0
+    anything = b"[^/]" if slash_special else b"."
+    while index < len(pattern):
+        char = pattern[index:index + 1]
+        index += 1
+        if char == b"\\" and index < len(pattern):
+            out.append(re.escape(pattern[index:index + 1]))
+            index += 1
+        elif char == b"*":
+            out.append(anything + b"*")
+        elif char == b"?":
+            out.append(anything)
+        elif char == b"[":
+            end = index
+            if pattern[end:end + 1] in (b"!", b"^"):
+                end += 1
+            if pattern[end:end + 1] == b"]":
+                end += 1
+            end = pattern.find(b"]", end)
+            if end < 0:
+                out.append(re.escape(char))
+                continue
+            body = pattern[index:end]
+            negate = body[:1] in (b"!", b"^")
+            if negate:
+                body = body[1:]
+            members = b"".join(
+                b"\\" + bytes([byte]) if bytes([byte]) in b"\\]^[" else bytes([byte]) for byte in body
+            )
+            out.append(b"[" + (b"^" if negate else b"") + members + b"]")
+            index = end + 1
+        else:
+            out.append(re.escape(char))
+    return re.compile(b"".join(out) + rb"\Z", re.DOTALL)
+
+
+def _glob_names(path: bytes, target: list[bytes]) -> bytes | None:
+    """The path glob(3) returns for the pattern /proc/sys/``path`` when it finds ``target``.
+
+    Patterns with empty, ``.`` or ``..`` parts are not followed (this says no).
+    """
+    parts = path.split(b"/")
+    if len(parts) != len(target) or any(part in (b"", b".", b"..") for part in parts):
+        return None
+    for part, name in zip(parts, target):
+        if any(char in part for char in (b"*", b"?", b"[")):
+            if not _fnmatch_regex(part, True).match(name):
+                return None
+        elif part.replace(b"\\", b"") != name:
+            return None
+    return PROC_SYS + b"/".join(target)
 
 
 def parse_sysctl_line(text: str) -> ParsedLine | None:
-    """The assignment on one line, None for blank lines, comments and ``-key`` exclusions."""
-    stripped = text.strip(" \t\r\n")
-    if len(stripped) < 2 or stripped[0] in "#;":
+    """What procps' parse_setting_line() makes of one line; None for blank lines, comments and
+    lines it rejects. The line ends at its first NUL byte, as procps sees it."""
+    raw = file_bytes(text)
+    if len(raw) < 2:
         return None
-    if "=" not in stripped:
+    line = raw.split(b"\0", 1)[0]
+    start = len(line) - len(line.lstrip(C_SPACE))
+    body = line[start:]
+    if len(body) < 2 or body[:1] in (b"#", b";"):
         return None
-    key, value = stripped.split("=", 1)
-    ignore_errors = key.startswith("-")
+    equals = body.find(b"=")
+    if equals < 0:
+        if body[:1] != b"-":
+            return None
+        return ParsedLine(file_text(_c_rstrip(body[1:])), None, False, exclude=True)
+    key = body[:equals]
+    ignore_errors = key[:1] == b"-"
     if ignore_errors:
         key = key[1:]
-    key = normalize_key(key)
-    if not key:
-        return None
-    return ParsedLine(key, value.strip(" \t"), ignore_errors)
+    value = body[equals + 1:]
+    value_start = start + equals + 1 + len(value) - len(value.lstrip(C_SPACE))
+    value = _c_rstrip(value.lstrip(C_SPACE))
+    if not value:
+        value_start = start + equals + 1
+    return ParsedLine(
+        file_text(_c_rstrip(key)), file_text(value), ignore_errors, value_span=(value_start, value_start + len(value))
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -162,14 +353,23 @@ class Assignment:
     ignore_errors: bool
     applied: bool
     is_conf: bool
+    refused: str | None = None  # why sysctl --system does not get this value into the kernel
+    pattern: bool = False  # a glob pattern (``net.ipv4.ip_unprivileged_port_*``) that matches the key
+    value_span: tuple[int, int] | None = None
 
     @property
     def valid(self) -> bool:
         return self.value is not None
 
+    @property
+    def accepted(self) -> bool:
+        """Whether the kernel takes this value when sysctl --system applies the line."""
+        return self.applied and self.valid and self.refused is None
+
     def as_dict(self, winner: Assignment | None = None) -> dict[str, Any]:
         return dict(
-            pick(self, "path", "real_path", "line", "text", "raw_value", "value", "valid", "applied"),
+            pick(self, "path", "real_path", "line", "text", "raw_value", "value", "valid", "applied", "refused",
+                 "pattern"),
             winner=winner is self,
         )
 
@@ -183,6 +383,7 @@ class Resolution:
     assignments: list[Assignment]  # every line setting the key: applied ones in order, then masked ones
     default: int
     contents: dict[str, str] = field(default_factory=dict)  # real path -> text as read
+    local_port_range: tuple[int, int] = KERNEL_DEFAULT_LOCAL_PORT_RANGE  # at the end of sysctl --system
 
     @property
     def applied_assignments(self) -> list[Assignment]:
@@ -190,9 +391,9 @@ class Resolution:
 
     @property
     def winner(self) -> Assignment | None:
-        """The last valid applied assignment: the one whose value the key has after boot."""
-        valid = [item for item in self.applied_assignments if item.valid]
-        return valid[-1] if valid else None
+        """The last assignment the kernel takes: the one whose value the key has after boot."""
+        accepted = [item for item in self.applied_assignments if item.accepted]
+        return accepted[-1] if accepted else None
 
     @property
     def value(self) -> int:
@@ -209,7 +410,8 @@ class Resolution:
         }
 
 
-def _name_key(name: str) -> bytes:
+def name_order(name: str) -> bytes:
+    """The sort key of a file name: its bytes, as sysctl --system sorts them."""
     return os.fsencode(name)
 
 
@@ -219,7 +421,7 @@ def list_config_files(sysctl_dirs: Sequence[str], sysctl_conf: str | None) -> li
     masked: list[ConfigFile] = []
     for directory in sysctl_dirs:
         try:
-            names = sorted(os.listdir(directory), key=_name_key)
+            names = sorted(os.listdir(directory), key=name_order)
         except (FileNotFoundError, NotADirectoryError):
             continue
         except OSError as exc:
@@ -235,7 +437,7 @@ def list_config_files(sysctl_dirs: Sequence[str], sysctl_conf: str | None) -> li
                     masked.append(ConfigFile(path, name, directory, real_path, masked_by=winner.path))
                 continue
             chosen[name] = ConfigFile(path, name, directory, real_path)
-    files = sorted(chosen.values(), key=lambda item: _name_key(item.name))
+    files = sorted(chosen.values(), key=lambda item: name_order(item.name))
     if sysctl_conf and os.path.isfile(sysctl_conf):
         files.append(
             ConfigFile(
@@ -252,7 +454,8 @@ def list_config_files(sysctl_dirs: Sequence[str], sysctl_conf: str | None) -> li
 def read_config_text(path: str) -> str:
     """A configuration file's text ('' for anything that is not a readable regular file).
 
-    A link to /dev/null (how a vendor file is masked) or a dangling link sets nothing.
+    A link to /dev/null (how a vendor file is masked), a dangling link, a link loop or a
+    directory named ``*.conf`` sets nothing: sysctl cannot read a line from them either.
     Undecodable bytes survive a read/write round trip unchanged.
     """
     try:
@@ -260,10 +463,117 @@ def read_config_text(path: str) -> str:
             return ""
         with open(path, encoding="utf-8", errors="surrogateescape", newline="") as handle:
             return handle.read()
-    except FileNotFoundError:
-        return ""
     except OSError as exc:
-        raise SysctlError(f"cannot read {path}: {exc.strerror}") from exc
+        if exc.errno in (errno.ENOENT, errno.ELOOP, errno.ENOTDIR, errno.ENAMETOOLONG):
+            return ""
+        raise SysctlError(
+            f"cannot read {path}: {exc.strerror} (sysctl --system reads it as root at boot; run the module as root)"
+        ) from exc
+
+
+@dataclass(frozen=True)
+class _Line:
+    config: ConfigFile
+    number: int
+    text: str
+    parsed: ParsedLine
+
+
+def _pattern_skipped(line: _Line, names: bytes, explicit: set[bytes]) -> str | None:
+    """Why sysctl does not apply a pattern line to the key at ``names`` (None: it does).
+
+    procps-ng 4.0.2 skips a key that any line of any file names exactly, an assignment or a
+    ``-key`` exclusion; an exclusion that is itself a pattern excludes nothing there (later
+    procps versions match it with fnmatch).
+    """
+    if not line.parsed.is_glob:
+        return None
+    if names in explicit:
+        return "the line is a pattern, and sysctl skips a key that another line names exactly"
+    return None
+
+
+def resolve_contents(
+    key: str,
+    files: Sequence[ConfigFile],
+    contents: dict[str, str],
+    default: int = KERNEL_DEFAULT_UNPRIVILEGED_PORT,
+) -> Resolution:
+    """The boot value of ``key`` from the files' texts (``contents``: real path -> text), as
+    sysctl --system gets it into the kernel.
+
+    Lines are read as procps reads them (:func:`parse_sysctl_line`); a pattern line applies to
+    the key unless any line names the key exactly (:func:`_pattern_skipped`); each value goes
+    through the kernel's checks. For net.ipv4.ip_unprivileged_port_start that includes
+    net.ipv4.ip_local_port_range at that point: a value above its lowest port is refused, and a
+    range whose lowest port is below the key's value then is refused too.
+    """
+    wanted = normalize_key(key)
+    track_range = wanted == UNPRIVILEGED_PORT_KEY
+    lines: list[_Line] = []
+    masked_lines: list[_Line] = []
+    for config in files:
+        for number, text in enumerate(sysctl_lines(contents.get(config.real_path, "")), start=1):
+            parsed = parse_sysctl_line(text)
+            if parsed is not None:
+                (lines if config.applied else masked_lines).append(_Line(config, number, text, parsed))
+    explicit = {line.parsed.path for line in lines}
+
+    current = default
+    low, high = KERNEL_DEFAULT_LOCAL_PORT_RANGE
+    applied: list[Assignment] = []
+    for line in lines:
+        parsed = line.parsed
+        if parsed.raw_value is None:
+            continue
+        names = parsed.names(wanted)
+        if names is not None:
+            value = parse_value(parsed.raw_value)
+            refused = _pattern_skipped(line, names, explicit)
+            if refused is None and value is None:
+                refused = f"the kernel takes only a number from {PORT_MIN} to {PORT_MAX}"
+            elif refused is None and track_range and value is not None and value > low:
+                refused = (
+                    f"the kernel refuses a value above the lowest port of {LOCAL_PORT_RANGE_KEY}, "
+                    f"which is {low} at that point ({low}-{high})"
+                )
+            if refused is None and value is not None:
+                current = value
+            applied.append(_assignment(line, value, True, refused))
+            continue
+        range_names = parsed.names(LOCAL_PORT_RANGE_KEY) if track_range else None
+        if range_names is None or _pattern_skipped(line, range_names, explicit):
+            continue
+        numbers = kernel_ints(file_bytes(parsed.raw_value), 2, 1, PORT_MAX)
+        if numbers:
+            new_low, new_high = numbers[0], numbers[1] if len(numbers) > 1 else high
+            if new_low <= new_high and new_low >= current:
+                low, high = new_low, new_high
+    masked = [
+        _assignment(line, parse_value(line.parsed.raw_value), False, None)
+        for line in masked_lines
+        if line.parsed.raw_value is not None and line.parsed.names(wanted) is not None
+    ]
+    return Resolution(wanted, list(files), applied + masked, default, contents, (low, high))
+
+
+def _assignment(line: _Line, value: int | None, applied: bool, refused: str | None) -> Assignment:
+    config = line.config
+    return Assignment(
+        path=config.path,
+        real_path=config.real_path,
+        name=config.name,
+        line=line.number,
+        text=line.text,
+        raw_value=line.parsed.raw_value or "",
+        value=value,
+        ignore_errors=line.parsed.ignore_errors,
+        applied=applied,
+        is_conf=config.is_conf,
+        refused=refused,
+        pattern=line.parsed.is_glob,
+        value_span=line.parsed.value_span,
+    )
 
 
 def resolve(
@@ -273,32 +583,12 @@ def resolve(
     default: int = KERNEL_DEFAULT_UNPRIVILEGED_PORT,
 ) -> Resolution:
     """Every line that sets ``key`` and the value the key gets at boot."""
-    wanted = normalize_key(key)
     files = list_config_files(sysctl_dirs, sysctl_conf)
-    applied: list[Assignment] = []
-    masked: list[Assignment] = []
     contents: dict[str, str] = {}
     for config in files:
         if config.real_path not in contents:
             contents[config.real_path] = read_config_text(config.path)
-        for number, text in enumerate(contents[config.real_path].splitlines(), start=1):
-            parsed = parse_sysctl_line(text)
-            if parsed is None or parsed.key != wanted:
-                continue
-            item = Assignment(
-                path=config.path,
-                real_path=config.real_path,
-                name=config.name,
-                line=number,
-                text=text,
-                raw_value=parsed.raw_value,
-                value=parse_value(parsed.raw_value),
-                ignore_errors=parsed.ignore_errors,
-                applied=config.applied,
-                is_conf=config.is_conf,
-            )
-            (applied if config.applied else masked).append(item)
-    return Resolution(wanted, files, applied + masked, default, contents)
+    return resolve_contents(key, files, contents, default)
 
 
 # --------------------------------------------------------------------------------------------
@@ -393,232 +683,3 @@ def write_runtime(path: str, value: int) -> None:
         raise SysctlError(f"cannot read {path} back: {exc.strerror}") from exc
     if now != value:
         raise SysctlError(f"wrote {value} to {path} but the kernel reports {now}")
-
-
-# --------------------------------------------------------------------------------------------
-# Planning file changes
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class FileChange:
-    """One file to write (``after`` is its whole new text) or remove (``after`` None)."""
-
-    path: str
-    before: str | None
-    after: str | None
-    reason: str
-
-    @property
-    def action(self) -> str:
-        if self.after is None:
-            return "removed"
-        return "created" if self.before is None else "updated"
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"path": self.path, "action": self.action, "reason": self.reason}
-
-    def diff(self) -> dict[str, str]:
-        return {
-            "before_header": self.path if self.before is not None else f"{self.path} (absent)",
-            "after_header": self.path if self.after is not None else f"{self.path} (removed)",
-            "before": self.before or "",
-            "after": self.after or "",
-        }
-
-
-def dropin_content(key: str, value: int) -> str:
-    """The text of the drop-in this collection writes."""
-    return (
-        f"{MARKER}\n"
-        "# Rootless containers may publish host ports from this value up; lower ports stay\n"
-        "# privileged (least privilege: the lowest port a rootless container needs).\n"
-        f"{key} = {value}\n"
-    )
-
-
-def is_managed(text: str) -> bool:
-    """Whether a file was written by this collection (its first line is the marker)."""
-    return text.split("\n", 1)[0].rstrip("\r") == MARKER
-
-
-def dropin_name_after(names: Iterable[str], preferred: str = DROPIN_NAME) -> str:
-    """``preferred`` when it sorts after every name in ``names``, else a name just after the last."""
-    ordered = sorted(names, key=_name_key)
-    if not ordered or _name_key(preferred) > _name_key(ordered[-1]):
-        return preferred
-    last = ordered[-1]
-    stem = last[: -len(".conf")] if last.endswith(".conf") else last
-    return f"{stem}.{DROPIN_SUFFIX}"
-
-
-def _managed_files(resolution: Resolution, dropin_dir: str) -> list[ConfigFile]:
-    directory = os.path.normpath(dropin_dir)
-    return [
-        config
-        for config in resolution.files
-        if config.applied
-        and not config.is_conf
-        and os.path.normpath(config.directory) == directory
-        and is_managed(resolution.contents.get(config.real_path, ""))
-    ]
-
-
-def plan_dropin(
-    resolution: Resolution,
-    value: int,
-    sysctl_dirs: Sequence[str],
-    dropin_name: str = DROPIN_NAME,
-) -> list[FileChange]:
-    """The file changes that make ``value`` the boot value through a drop-in that wins.
-
-    The drop-in goes into the first (highest-priority) sysctl directory with a name that sorts
-    after every other file setting the key; older drop-ins of this collection are removed.
-    Raises SysctlError when no drop-in can win (a different value in /etc/sysctl.conf, which
-    is applied last) or the name would hide another file.
-    """
-    if resolution.value == value:
-        return []
-    if not sysctl_dirs:
-        raise SysctlError("no sysctl directory is configured to put a drop-in in")
-    dropin_dir = sysctl_dirs[0]
-    managed = _managed_files(resolution, dropin_dir)
-    managed_paths = {config.path for config in managed}
-    for item in resolution.applied_assignments:
-        if item.is_conf and item.valid and item.value != value:
-            raise SysctlError(
-                f"{item.path} line {item.line} sets {resolution.key} = {item.raw_value}, and sysctl --system "
-                f"applies {item.path} after every drop-in, so no file in {dropin_dir} can win at boot. "
-                "Set persist_mode to in_place to change that line, or remove it and run again"
-            )
-    setters = {
-        item.name
-        for item in resolution.applied_assignments
-        if not item.is_conf and item.path not in managed_paths
-    }
-    name = dropin_name_after(setters, dropin_name)
-    path = os.path.join(dropin_dir, name)
-    for config in resolution.files:
-        if config.name != name or config.path in managed_paths:
-            continue
-        if os.path.normpath(config.directory) == os.path.normpath(dropin_dir) or config.is_conf:
-            raise SysctlError(
-                f"{config.path} exists and was not written by permfix.containers; choose another dropin_name"
-            )
-        raise SysctlError(
-            f"a drop-in named {path} would hide {config.path} (a file with the same name in a lower-priority "
-            "directory); choose another dropin_name"
-        )
-    content = dropin_content(resolution.key, value)
-    changes: list[FileChange] = []
-    before = resolution.contents.get(os.path.realpath(path)) if path in managed_paths else None
-    if before != content:
-        reason = (
-            f"sets {resolution.key} = {value}; its name sorts after every other file that sets the key, "
-            "so it wins at boot"
-        )
-        changes.append(FileChange(path, before, content, reason))
-    for config in managed:
-        if config.path != path:
-            changes.append(
-                FileChange(
-                    config.path,
-                    resolution.contents.get(config.real_path, ""),
-                    None,
-                    f"replaced by {path}, which sorts after every file that sets the key",
-                )
-            )
-    return changes
-
-
-def replace_value_in_line(text: str, value: int) -> str:
-    """``text`` with the number it sets replaced by ``value``.
-
-    Only the first token after ``=`` changes: the key, the ``-`` prefix, the spacing, a trailing
-    remark after a blank (which the kernel ignores) and the line end stay as they were.
-    """
-    body = text.rstrip("\r\n")
-    ending = text[len(body):]
-    left, right = body.split("=", 1)
-    rest = right.lstrip(" \t")
-    leading = right[: len(right) - len(rest)]
-    tokens = rest.split()
-    remainder = rest[len(tokens[0]):] if tokens else rest
-    return f"{left}={leading}{value}{remainder}{ending}"
-
-
-def plan_in_place(
-    resolution: Resolution,
-    value: int,
-    sysctl_dirs: Sequence[str],
-    sysctl_conf: str | None,
-    dropin_name: str = DROPIN_NAME,
-) -> list[FileChange]:
-    """Change the winning line in place when it is in /etc; a drop-in otherwise.
-
-    Vendor files (under /usr/lib, /lib, /run) are never edited: a package update would undo
-    the change; a drop-in in the first sysctl directory wins over them instead.
-    """
-    if resolution.value == value:
-        return []
-    winner = resolution.winner
-    editable = {os.path.normpath(sysctl_dirs[0])} if sysctl_dirs else set()
-    conf_real = os.path.realpath(sysctl_conf) if sysctl_conf else None
-    if winner is not None and (
-        os.path.normpath(os.path.dirname(winner.path)) in editable or winner.real_path == conf_real
-    ):
-        before = resolution.contents[winner.real_path]
-        lines = before.splitlines(keepends=True)
-        lines[winner.line - 1] = replace_value_in_line(lines[winner.line - 1], value)
-        after = "".join(lines)
-        reason = f"line {winner.line} set {resolution.key} = {winner.raw_value}; changed in place to {value}"
-        return [FileChange(winner.real_path, before, after, reason)]
-    return plan_dropin(resolution, value, sysctl_dirs, dropin_name)
-
-
-# --------------------------------------------------------------------------------------------
-# Writing
-# --------------------------------------------------------------------------------------------
-
-
-def apply_file_changes(changes: Sequence[FileChange]) -> None:
-    """Write and remove files in order; on failure put back what was already done, then raise."""
-    done: list[FileChange] = []
-    created_dirs: list[str] = []
-    try:
-        for change in changes:
-            if change.after is not None:
-                directory = os.path.dirname(change.path)
-                if directory and not os.path.isdir(directory):
-                    os.makedirs(directory, mode=0o755)
-                    created_dirs.append(directory)
-                write_atomically(change.path, change.after)
-            else:
-                os.unlink(change.path)
-            done.append(change)
-    except OSError as exc:
-        problems = _undo(done, created_dirs)
-        message = f"cannot {'write' if exc.filename else 'change'} {exc.filename or 'a file'}: {exc.strerror}"
-        if problems:
-            message += "; putting earlier changes back also failed: " + "; ".join(problems)
-        else:
-            message += "; nothing was changed"
-        raise SysctlError(message) from exc
-
-
-def _undo(done: Sequence[FileChange], created_dirs: Sequence[str]) -> list[str]:
-    problems: list[str] = []
-    for change in reversed(done):
-        try:
-            if change.before is None:
-                os.unlink(change.path)
-            else:
-                write_atomically(change.path, change.before)
-        except OSError as exc:
-            problems.append(f"{change.path}: {exc.strerror}")
-    for directory in reversed(created_dirs):
-        try:
-            os.rmdir(directory)
-        except OSError:
-            pass
-    return problems

@@ -15,26 +15,29 @@ from hypothesis import strategies as st
 
 from ansible_collections.permfix.containers.plugins.module_utils._core.atomic import write_atomically
 from ansible_collections.permfix.containers.plugins.module_utils._host.sysctl import (
-    DROPIN_NAME,
     KERNEL_DEFAULT_UNPRIVILEGED_PORT,
-    MARKER,
     UNPRIVILEGED_PORT_KEY,
-    FileChange,
     SysctlError,
+    list_config_files,
+    parse_sysctl_line,
+    parse_value,
+    read_local_port_range,
+    read_runtime,
+    resolve,
+    sysctl_lines,
+    write_runtime,
+)
+from ansible_collections.permfix.containers.plugins.module_utils._host.sysctl_plan import (
+    DROPIN_NAME,
+    MARKER,
+    FileChange,
     apply_file_changes,
     dropin_content,
     dropin_name_after,
     is_managed,
-    list_config_files,
-    parse_sysctl_line,
-    parse_value,
     plan_dropin,
     plan_in_place,
-    read_local_port_range,
-    read_runtime,
     replace_value_in_line,
-    resolve,
-    write_runtime,
 )
 
 KEY = UNPRIVILEGED_PORT_KEY
@@ -86,21 +89,23 @@ def tree(tmp_path: Path) -> Tree:
         ("net.ipv4.ip_unprivileged_port_start = 80", (KEY, "80", False)),
         ("net.ipv4.ip_unprivileged_port_start=80", (KEY, "80", False)),
         ("  \tnet.ipv4.ip_unprivileged_port_start\t=\t 80 \t\r\n", (KEY, "80", False)),
-        ("net/ipv4/ip_unprivileged_port_start = 80", (KEY, "80", False)),
+        ("\v\fnet.ipv4.ip_unprivileged_port_start\v=\f80\v\r\n", (KEY, "80", False)),
+        ("net/ipv4/ip_unprivileged_port_start = 80", ("net/ipv4/ip_unprivileged_port_start", "80", False)),
         ("-net.ipv4.ip_unprivileged_port_start = 80", (KEY, "80", True)),
-        ("- net.ipv4.ip_unprivileged_port_start = 80", (KEY, "80", True)),
+        ("--net.ipv4.ip_unprivileged_port_start = 80", ("-" + KEY, "80", True)),
         ("net.ipv4.ip_unprivileged_port_start = 80 # web", (KEY, "80 # web", False)),
         ("net.ipv4.ip_unprivileged_port_start = ", (KEY, "", False)),
+        ("net.ipv4.ip_unprivileged_port_start = 80\x00 # after a NUL", (KEY, "80", False)),
         ("kernel.pid_max = 4194304", ("kernel.pid_max", "4194304", False)),
         ("# net.ipv4.ip_unprivileged_port_start = 80", None),
         ("   # net.ipv4.ip_unprivileged_port_start = 80", None),
         ("; net.ipv4.ip_unprivileged_port_start = 80", None),
+        ("\x00net.ipv4.ip_unprivileged_port_start = 80", None),
         ("", None),
         ("\n", None),
         ("x", None),
         ("net.ipv4.ip_unprivileged_port_start", None),
-        ("-net.ipv4.ip_unprivileged_port_start", None),
-        ("= 80", None),
+        ("= 80", ("", "80", False)),
     ],
 )
 def test_parse_line(line: str, expected: tuple[str, str, bool] | None) -> None:
@@ -110,6 +115,46 @@ def test_parse_line(line: str, expected: tuple[str, str, bool] | None) -> None:
     else:
         assert parsed is not None
         assert (parsed.key, parsed.raw_value, parsed.ignore_errors) == expected
+
+
+@pytest.mark.parametrize(
+    ("line", "sets"),
+    [
+        (f"{KEY} = 80", True),
+        ("net/ipv4/ip_unprivileged_port_start = 80", True),
+        ("-net/ipv4/ip_unprivileged_port_start = 80", True),
+        ("--net.ipv4.ip_unprivileged_port_start = 80", True),
+        ("---net.ipv4.ip_unprivileged_port_start = 80", False),
+        ("- net.ipv4.ip_unprivileged_port_start = 80", False),  # procps opens "/proc/sys/ net/..."
+        ("net/ipv4.ip_unprivileged_port_start = 80", False),  # mixed separators: not the same file
+        ("net.ipv4/ip_unprivileged_port_start = 80", False),
+        ("net..ipv4.ip_unprivileged_port_start = 80", True),  # net//ipv4/...: still the file
+        (".net.ipv4.ip_unprivileged_port_start = 80", True),
+        ("net.ipv4.ip_unprivileged_port_start. = 80", False),  # a slash after a file
+        ("net/ipv4/../ipv4/ip_unprivileged_port_start = 80", True),
+        ("net.ipv4.ip_unprivileged_port_* = 80", True),
+        ("net.*.ip_unprivileged_port_start = 80", True),
+        ("net.ipv4.ip_[u]nprivileged_port_start = 80", True),
+        ("net.ipv4.ip_[!u]nprivileged_port_start = 80", False),
+        ("net.ipv4.ip_unprivileged_port_\\s* = 80", True),
+        ("net.ipv4.ip_unprivileged_port_sta = 80", False),
+        ("NET.IPV4.IP_UNPRIVILEGED_PORT_START = 80", False),
+        ("-net.ipv4.ip_unprivileged_port_start", False),  # an exclusion sets nothing
+    ],
+)
+def test_which_lines_set_the_key(line: str, sets: bool) -> None:
+    parsed = parse_sysctl_line(line)
+    assert parsed is not None
+    assert (parsed.raw_value is not None and parsed.names(KEY) is not None) is sets
+
+
+def test_lines_end_only_at_newline() -> None:
+    text = "# old\rnet.ipv4.ip_unprivileged_port_start = 80\n#\x0b\x0c\x1c\x1d\x1e\u0085\u2028\u2029 x = 1\nlast"
+    assert sysctl_lines(text) == [
+        "# old\rnet.ipv4.ip_unprivileged_port_start = 80\n",
+        "#\x0b\x0c\x1c\x1d\x1e\u0085\u2028\u2029 x = 1\n",
+        "last",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -134,6 +179,18 @@ def test_parse_line(line: str, expected: tuple[str, str, bool] | None) -> None:
         ("", None),
         ("   ", None),
         ("1e3", None),
+        ("80\vx", None),
+        ("80\rx", None),
+        ("\xa080", None),  # U+00A0 is two bytes, C2 A0, and C2 is not a space to the kernel
+        ("\udca080", 80),  # a lone A0 byte is
+        ("0x", None),
+        ("0x1g", None),
+        ("00", 0),
+        ("99999999999999999999", None),
+        ("000000000000000000120", None),  # 21 characters: the kernel refuses
+        ("00000000000000000120", 80),  # octal
+        ("-", None),
+        ("--1", None),
     ],
 )
 def test_parse_value(raw: str, expected: int | None) -> None:
@@ -507,3 +564,39 @@ def test_after_a_planned_change_the_target_wins(
         assert after.value == target
         assert plan_dropin(after, target, tree.dirs) == []
         assert plan_in_place(after, target, tree.dirs, tree.conf) == []
+
+
+# ------------------------------------------------------------------ issue 13: what sysctl really reads
+
+
+@pytest.mark.parametrize("breaker", ["\r", "\v", "\f", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029"])
+def test_a_value_inside_a_comment_line_sets_nothing(tree: Tree, breaker: str) -> None:
+    tree.write("etc/sysctl.d/50-ports.conf", f"# old{breaker}{KEY} = 80\n")
+    resolution = tree.resolve()
+    assert resolution.value == 1024 and resolution.assignments == []
+
+
+def test_a_value_above_the_local_port_range_at_boot_is_refused(tree: Tree) -> None:
+    tree.write("etc/sysctl.d/50-a.conf", f"{KEY} = 40000\n")
+    tree.write("etc/sysctl.d/60-b.conf", f"{KEY} = 22\nnet.ipv4.ip_local_port_range = 100 60999\n{KEY} = 200\n")
+    resolution = tree.resolve()
+    assert [(a.value, a.refused is None) for a in resolution.assignments] == [(40000, False), (22, True), (200, False)]
+    assert resolution.value == 22 and resolution.local_port_range == (100, 60999)
+    assert "100" in (resolution.assignments[2].refused or "")
+
+
+def test_in_place_never_writes_a_vendor_file_through_a_link(tree: Tree) -> None:
+    vendor = tree.write("usr/lib/sysctl.d/50-vendor.conf", f"{KEY} = 1024\n")
+    tree.link("etc/sysctl.d/50-vendor.conf", vendor)
+    changes = plan_in_place(tree.resolve(), 80, tree.dirs, tree.conf)
+    assert [(os.path.dirname(c.path), c.action) for c in changes] == [(tree.dirs[0], "created")]
+    apply_file_changes(changes)
+    assert Path(vendor).read_text() == f"{KEY} = 1024\n" and os.path.islink(tree.dirs[0] + "/50-vendor.conf")
+    assert tree.resolve().value == 80
+
+
+def test_a_plan_that_would_be_refused_at_boot_is_refused_now(tree: Tree) -> None:
+    tree.write("etc/sysctl.d/10-range.conf", f"{KEY} = 400\nnet.ipv4.ip_local_port_range = 500 60999\n")
+    assert tree.resolve().local_port_range == (500, 60999)
+    with pytest.raises(SysctlError, match="would still set .* to 400 .*refused"):
+        plan_dropin(tree.resolve(), 600, tree.dirs)

@@ -25,12 +25,12 @@ from ansible_collections.permfix.containers.plugins.module_utils._classes.unpriv
 )
 from ansible_collections.permfix.containers.plugins.module_utils._core.findings import validate_finding
 from ansible_collections.permfix.containers.plugins.module_utils._host.sysctl import (
-    DROPIN_NAME,
     UNPRIVILEGED_PORT_KEY,
     Runtime,
     SysctlError,
     resolve,
 )
+from ansible_collections.permfix.containers.plugins.module_utils._host.sysctl_plan import DROPIN_NAME
 
 KEY = UNPRIVILEGED_PORT_KEY
 
@@ -198,9 +198,14 @@ def test_value_inside_the_local_port_range(tmp_path: Path) -> None:
     state = make_state(
         tmp_path, runtime=1024, files={"etc/sysctl.d/50-a.conf": f"{KEY} = 40000\n"}, local_range=(32768, 60999)
     )
-    ids = [f["id"] for f in build_findings(state)]
-    assert f"unprivileged_port:local_port_range:persisted:{KEY}" in ids
-    assert f"unprivileged_port:persisted:{KEY}" in ids
+    findings = build_findings(state)
+    ids = [f["id"] for f in findings]
+    # the kernel refuses 40000 at boot (above 32768), so 1024 stays: not a persisted 40000
+    assert state.resolution.value == 1024 and state.resolution.winner is None
+    refused = [f for f in findings if f["id"].startswith("unprivileged_port:refused:")]
+    assert len(refused) == 1 and "32768" in refused[0]["message"], findings
+    assert f"unprivileged_port:persisted:{KEY}" not in ids
+    assert f"unprivileged_port:local_port_range:persisted:{KEY}" not in ids
 
 
 def test_invalid_lines_and_read_only_proc(tmp_path: Path) -> None:
