@@ -266,7 +266,7 @@ def ensure_subids(
             + "); create the user first"
         )
     wanted = {kind: (request.counts or {}).get(kind, snap.bounds[kind].count) for kind in KINDS}
-    plan = plan_user(snap.files, snap.accounts, user, wanted, snap.bounds)
+    plan = _plan(snap, user, wanted)
     if check_mode or not any(plan[kind] for kind in KINDS):
         # Nothing to write (or check mode): no lock is needed, the files are replaced whole by
         # every writer, so this read is one consistent state.
@@ -274,12 +274,12 @@ def ensure_subids(
     else:
         with SerialLock():
             snap = load_snapshot(request.paths)
-            plan = plan_user(snap.files, snap.accounts, user, wanted, snap.bounds)
+            plan = _plan(snap, user, wanted)
             use_usermod = _usermod_applies(snap, user, plan, runner)
             if any(plan[kind] for kind in KINDS) and use_usermod is None:
                 with ShadowLock([request.paths.subuid, request.paths.subgid]):
                     snap = load_snapshot(request.paths)
-                    plan = plan_user(snap.files, snap.accounts, user, wanted, snap.bounds)
+                    plan = _plan(snap, user, wanted)
                     result = _result(snap, user, wanted, plan)
                     _write_files(snap, result, backup)
                     result.method = "file" if result.changed_ranges else None
@@ -293,6 +293,16 @@ def ensure_subids(
     _overlap_warnings(snap, user, result)
     result.migrate = _migrate(request, user, result.changed_ranges, runner, check_mode)
     return result
+
+
+def _plan(snap: Snapshot, user: Account, wanted: Mapping[str, int]) -> dict[str, list[RangeChange]]:
+    """plan_user on the snapshot; a SubidError carries the snapshot's warnings (a capped SUB_*ID_MAX)."""
+    try:
+        return plan_user(snap.files, snap.accounts, user, wanted, snap.bounds)
+    except SubidError as exc:
+        if not snap.warnings:
+            raise
+        raise SubidError(str(exc), **dict(exc.details, warnings=list(snap.warnings))) from None
 
 
 def _result(snap: Snapshot, user: Account, wanted: dict[str, int], plan: dict[str, list[RangeChange]]) -> EnsureResult:
