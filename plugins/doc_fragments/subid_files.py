@@ -8,6 +8,9 @@ class ModuleDocFragment:
     """The files subid_info reads and subid reads and writes (tests point them elsewhere)."""
 
     DOCUMENTATION = r"""
+notes:
+  - Every file option must be an absolute path given as a string, without a NUL byte; anything
+    else (a relative path, a number, a dictionary) is refused before a file is read or written.
 options:
   subuid_path:
     description: The subordinate UID file.

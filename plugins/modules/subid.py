@@ -24,7 +24,23 @@ description:
     that knows those options use an atomic replacement (temporary file, fsync, rename, same
     owner, mode and SELinux label) under shadow-utils' locks (C(.pwd.lock) and C(FILE.lock)).
     Runs of this module also serialise among themselves, so two runs for different users never
-    pick the same block.
+    pick the same block, through a lock in C(/run/permfix-containers), a directory only root may
+    write (made mode 0700; the module refuses to use it when it is a symbolic link, not owned by
+    root, or writable by its group or others). Another local user can therefore neither block
+    nor break a run. A run that has nothing to change takes no lock; one that has fails with a
+    sentence when C(/run) is not writable (read-only, or the module does not run as root).
+    A lock held for more than 60 seconds fails the run with a sentence naming the holder's process.
+  - When C(/etc/subuid) or C(/etc/subgid) (or the files of O(subuid_path) and O(subgid_path)) is a
+    symbolic link, the file it leads to is replaced atomically in its own directory and the link is
+    kept, because shadow-utils and podman follow the link. A link that leads nowhere, to something
+    other than a regular file, or into a directory its group or others can write (where anyone
+    could swap the file) is refused and nothing is changed. C(usermod) is not used then.
+  - When the second file cannot be written (immutable, no space) after the first was, the first
+    gets its previous text back, so the two files never disagree and the run reports no change. If
+    even that fails, the run fails with C(changed=true) and C(changed_files) naming the file that
+    keeps the new range.
+  - New ranges end at 4294967294 at most (4294967295 is "no ID"), whatever C(SUB_UID_MAX) or
+    C(SUB_GID_MAX) in login.defs allows; a value above it is reported as a warning.
   - Overlaps with other users' ranges are reported as warnings, never "fixed".
   - Refuses to change anything when C(/etc/nsswitch.conf) names a C(subid:) source other than
     C(files), because the files are not what shadow-utils uses then.
@@ -164,6 +180,15 @@ method:
   returned: success
   type: str
   sample: usermod
+changed_files:
+  description:
+    - The files that keep their new ranges although the run failed, when the second file could not be
+      written and the first could not be given its previous text back (the run then fails with
+      C(changed=true)).
+  returned: failure, in that case only
+  type: list
+  elements: str
+  sample: [/etc/subuid]
 backup_files:
   description: The backup of each changed file, by kind, when O(backup=true).
   returned: success

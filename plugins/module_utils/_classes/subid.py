@@ -20,6 +20,7 @@ from ansible_collections.permfix.containers.plugins.module_utils._core.errors im
 from ansible_collections.permfix.containers.plugins.module_utils._core.findings import make_finding, sort_findings
 from ansible_collections.permfix.containers.plugins.module_utils._core.jsonsafe import json_safe
 from ansible_collections.permfix.containers.plugins.module_utils._core.numbers import ID_MAX
+from ansible_collections.permfix.containers.plugins.module_utils._core.options import host_path
 from ansible_collections.permfix.containers.plugins.module_utils._core.runner import Runner
 from ansible_collections.permfix.containers.plugins.module_utils._engines.podman import rootless_users
 from ansible_collections.permfix.containers.plugins.module_utils._host.accounts import (
@@ -32,7 +33,6 @@ from ansible_collections.permfix.containers.plugins.module_utils._host.subid_fil
     COMMENT,
     ENTRY,
     ID_WORD,
-    INFO_PATH_OPTIONS,
     KINDS,
     MALFORMED,
     MAX_EXAMPLES,
@@ -51,6 +51,7 @@ from ansible_collections.permfix.containers.plugins.module_utils._host.subid_fil
     helper_status,
     line_numbers,
     load_snapshot,
+    path_option_spec,
     subid_paths,
     union_size,
 )
@@ -264,9 +265,7 @@ SUBID_INFO_ARGUMENT_SPEC: dict[str, Any] = {
     "newuidmap_path": {"type": "path"},
     "newgidmap_path": {"type": "path"},
 }
-SUBID_INFO_ARGUMENT_SPEC.update(
-    {name: {"type": "path", "default": default} for name, default in INFO_PATH_OPTIONS.items()}
-)
+SUBID_INFO_ARGUMENT_SPEC.update(path_option_spec())
 
 
 def subid_info_request(params: Mapping[str, Any]) -> SubidInfoRequest:
@@ -274,8 +273,14 @@ def subid_info_request(params: Mapping[str, Any]) -> SubidInfoRequest:
     for name in ("min_count", "required_id"):
         if params[name] is not None and not 0 <= params[name] <= ID_MAX:
             raise OptionError(f"{name} must be between 0 and {ID_MAX}, not {params[name]}")
-    names = ("users", "discover", "min_count", "required_id", "newuidmap_path", "newgidmap_path")
-    return SubidInfoRequest(paths=subid_paths(params), **take(params, *names))
+    helpers = {
+        name: host_path(params[name], name) for name in ("newuidmap_path", "newgidmap_path") if params[name] is not None
+    }
+    names = ("users", "discover", "min_count", "required_id")
+    request = SubidInfoRequest(paths=subid_paths(params), **take(params, *names))
+    request.newuidmap_path = helpers.get("newuidmap_path")
+    request.newgidmap_path = helpers.get("newgidmap_path")
+    return request
 
 
 def subid_info(request: SubidInfoRequest, runner: Runner) -> dict[str, Any]:

@@ -15,15 +15,19 @@ so that two runs never pick the same free block. Then ``podman system migrate`` 
 
 from __future__ import annotations
 
+import errno
+import os
 import shutil
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, NoReturn
 
 from ansible_collections.permfix.containers.plugins.module_utils._core.atomic import (
+    LinkTargetError,
     SerialLock,
     ShadowLock,
     backup_copy,
+    link_target,
     write_atomically,
 )
 from ansible_collections.permfix.containers.plugins.module_utils._core.contracts import Fix, FixFailed
@@ -40,7 +44,6 @@ from ansible_collections.permfix.containers.plugins.module_utils._engines.podman
 from ansible_collections.permfix.containers.plugins.module_utils._host.accounts import Account, AccountDatabase
 from ansible_collections.permfix.containers.plugins.module_utils._host.subid_file import (
     ID_WORD,
-    INFO_PATH_OPTIONS,
     KINDS,
     SUBGID,
     SUBUID,
@@ -57,6 +60,7 @@ from ansible_collections.permfix.containers.plugins.module_utils._host.subid_fil
     is_free,
     load_snapshot,
     merge_intervals,
+    path_option_spec,
     read_subid_file,
     subid_paths,
     union_size,
@@ -262,29 +266,43 @@ def ensure_subids(
             + "); create the user first"
         )
     wanted = {kind: (request.counts or {}).get(kind, snap.bounds[kind].count) for kind in KINDS}
-    if check_mode:
-        result = _result(snap, user, wanted, plan_user(snap.files, snap.accounts, user, wanted, snap.bounds))
+    plan = _plan(snap, user, wanted)
+    if check_mode or not any(plan[kind] for kind in KINDS):
+        # Nothing to write (or check mode): no lock is needed, the files are replaced whole by
+        # every writer, so this read is one consistent state.
+        result = _result(snap, user, wanted, plan)
     else:
         with SerialLock():
             snap = load_snapshot(request.paths)
-            plan = plan_user(snap.files, snap.accounts, user, wanted, snap.bounds)
+            plan = _plan(snap, user, wanted)
             use_usermod = _usermod_applies(snap, user, plan, runner)
             if any(plan[kind] for kind in KINDS) and use_usermod is None:
                 with ShadowLock([request.paths.subuid, request.paths.subgid]):
                     snap = load_snapshot(request.paths)
-                    plan = plan_user(snap.files, snap.accounts, user, wanted, snap.bounds)
+                    plan = _plan(snap, user, wanted)
                     result = _result(snap, user, wanted, plan)
                     _write_files(snap, result, backup)
-                    result.method = "file"
+                    result.method = "file" if result.changed_ranges else None
             elif any(plan[kind] for kind in KINDS) and use_usermod is not None:
                 result = _result(snap, user, wanted, plan)
                 _run_usermod(snap, result, use_usermod, runner, backup)
                 result.method = "usermod"
             else:
                 result = _result(snap, user, wanted, plan)
+    result.warnings.extend(snap.warnings)
     _overlap_warnings(snap, user, result)
     result.migrate = _migrate(request, user, result.changed_ranges, runner, check_mode)
     return result
+
+
+def _plan(snap: Snapshot, user: Account, wanted: Mapping[str, int]) -> dict[str, list[RangeChange]]:
+    """plan_user on the snapshot; a SubidError carries the snapshot's warnings (a capped SUB_*ID_MAX)."""
+    try:
+        return plan_user(snap.files, snap.accounts, user, wanted, snap.bounds)
+    except SubidError as exc:
+        if not snap.warnings:
+            raise
+        raise SubidError(str(exc), **dict(exc.details, warnings=list(snap.warnings))) from None
 
 
 def _result(snap: Snapshot, user: Account, wanted: dict[str, int], plan: dict[str, list[RangeChange]]) -> EnsureResult:
@@ -309,6 +327,8 @@ def _usermod_applies(
     --add-subuids. None otherwise."""
     if not snap.paths.system_files:
         return None
+    if any(os.path.islink(snap.paths.of(kind)) for kind in KINDS):
+        return None  # written through the link by _write_files, whatever usermod's shadow version does
     if any(change.action != "add" for kind in KINDS for change in plan[kind]):
         return None
     if user.name not in {entry.name for entry in snap.accounts.users}:
@@ -320,18 +340,74 @@ def _usermod_applies(
 
 
 def _write_files(snap: Snapshot, result: EnsureResult, backup: Callable[[str], str] | None) -> None:
-    for kind in KINDS:
-        if not result.changes[kind]:
-            continue
+    """Write each changed file (through a symbolic link to the file it leads to, see
+    :func:`link_target`). When the second write fails after the first succeeded, the first file
+    gets its previous text back, so the two files never disagree; when even that fails,
+    :class:`FixFailed` says which file changed (``changed`` true)."""
+    kinds = [kind for kind in KINDS if result.changes[kind]]
+    try:
+        targets = {kind: link_target(snap.paths.of(kind)) for kind in kinds}
+    except LinkTargetError as exc:
+        raise SubidError(f"{exc}; nothing was changed") from exc
+    for index, kind in enumerate(kinds):
         path = snap.paths.of(kind)
+        written = kinds[:index]
         if backup is not None and snap.files[kind].exists:
-            result.backups[kind] = backup(path)
+            try:
+                result.backups[kind] = backup(path)
+            except OSError as exc:
+                _undo(snap, result, targets, written, f"cannot back up {path}: {_reason(exc)}")
         try:
-            write_atomically(path, result.after[kind])
+            write_atomically(targets[kind], result.after[kind])
         except OSError as exc:
-            raise SubidError(
-                f"cannot write {path}: {exc.strerror or exc}" + root_advice("; run as root (become: true)")
-            ) from exc
+            _undo(snap, result, targets, written, f"cannot write {path}: {_reason(exc)}")
+
+
+def _reason(exc: OSError) -> str:
+    """Why a write failed, with what to do about it."""
+    text = exc.strerror or str(exc)
+    if exc.errno == errno.EPERM:
+        return f"{text} (is it immutable? lsattr shows an 'i'; 'chattr -i' clears it)"
+    if exc.errno == errno.EACCES:
+        return text + root_advice("; run as root (become: true)")
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"{text}; free some space on its file system"
+    if exc.errno == errno.EROFS:
+        return f"{text}; it is on a read-only file system"
+    return text
+
+
+def _undo(
+    snap: Snapshot, result: EnsureResult, targets: Mapping[str, str], written: Sequence[str], problem: str
+) -> NoReturn:
+    """Put back the files already written (``written``) and raise: SubidError when every one got
+    its previous text back, FixFailed (``changed`` true, ``changed_files``) when one did not."""
+    kept = []
+    for kind in written:
+        try:
+            if snap.files[kind].exists:
+                write_atomically(targets[kind], result.before[kind])
+            else:
+                os.unlink(targets[kind])
+        except OSError as exc:
+            kept.append((kind, _reason(exc)))
+    if not written:
+        raise SubidError(f"{problem}; nothing was changed")
+    if not kept:
+        restored = " and ".join(snap.paths.of(kind) for kind in written)
+        raise SubidError(f"{problem}; {restored} got its previous text back, so nothing was changed")
+    files = [snap.paths.of(kind) for kind, reason in kept]
+    backups = [result.backups[kind] for kind, reason in kept if kind in result.backups]
+    raise FixFailed(
+        f"{problem}; {' and '.join(files)} already has the new ranges for {result.user.name} and could not be "
+        f"restored ({'; '.join(reason for kind, reason in kept)})"
+        + (f"; its previous text is in {', '.join(backups)}" if backups else "")
+        + "; run again once both files can be written",
+        changed=True,
+        changed_files=files,
+        user=result.user.name,
+        backup_files=dict(result.backups),
+    )
 
 
 def _run_usermod(
@@ -454,7 +530,7 @@ SUBID_ARGUMENT_SPEC: dict[str, Any] = {
         "default": MIGRATE_ON_CHANGE,
     },
     "backup": {"type": "bool", "default": False},
-    **{name: {"type": "path", "default": default} for name, default in INFO_PATH_OPTIONS.items()},
+    **path_option_spec(),
 }
 
 

@@ -213,7 +213,8 @@ class AccountDatabase:
             return found
         try:
             return lookup()
-        except (KeyError, UnicodeError, OverflowError):
+        except (KeyError, OverflowError, ValueError):
+            # ValueError: UnicodeError, and a name with a NUL byte (read from a damaged file): nobody
             return None
 
     def user(self, name: str) -> Account | None:

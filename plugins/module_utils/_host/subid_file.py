@@ -25,6 +25,7 @@ from typing import Any, Callable
 
 from ansible_collections.permfix.containers.plugins.module_utils._core.errors import PermfixError, root_advice
 from ansible_collections.permfix.containers.plugins.module_utils._core.numbers import ID_MAX, strtoul
+from ansible_collections.permfix.containers.plugins.module_utils._core.options import host_path
 from ansible_collections.permfix.containers.plugins.module_utils._core.runner import Runner
 from ansible_collections.permfix.containers.plugins.module_utils._host.accounts import (
     DEFAULT_GROUP,
@@ -383,14 +384,31 @@ class IdBounds:
 
 
 def bounds_from_login_defs(values: Mapping[str, str]) -> dict[str, IdBounds]:
+    """SUB_*ID_MIN/MAX/COUNT as login.defs sets them (shadow-utils' defaults otherwise), the
+    highest ID capped at ID_MAX: a range's last ID is never (uid_t)-1 or beyond."""
     return {
         kind: IdBounds(
             login_defs_int(values, f"SUB_{ID_WORD[kind]}_MIN", DEFAULT_MIN),
-            login_defs_int(values, f"SUB_{ID_WORD[kind]}_MAX", DEFAULT_MAX),
+            min(login_defs_int(values, f"SUB_{ID_WORD[kind]}_MAX", DEFAULT_MAX), ID_MAX),
             login_defs_int(values, f"SUB_{ID_WORD[kind]}_COUNT", DEFAULT_COUNT),
         )
         for kind in KINDS
     }
+
+
+def bounds_warnings(values: Mapping[str, str], path: str) -> list[str]:
+    """A sentence for each SUB_*ID_MAX of login.defs above ID_MAX, which :func:`bounds_from_login_defs` caps."""
+    warnings = []
+    for kind in KINDS:
+        name = f"SUB_{ID_WORD[kind]}_MAX"
+        asked = login_defs_int(values, name, DEFAULT_MAX)
+        if asked > ID_MAX:
+            warnings.append(
+                f"{name} {asked} in {path} is above the highest {ID_WORD[kind]} {ID_MAX} (IDs are 32 bits and "
+                f"{ID_MAX + 1} means 'no ID'), so new subordinate {ID_WORD[kind]}s end at {ID_MAX} at most; "
+                f"lower {name} to {ID_MAX} or less"
+            )
+    return warnings
 
 
 def is_free(merged: Sequence[tuple[int, int]], start: int, count: int) -> bool:
@@ -552,6 +570,7 @@ class Snapshot:
     accounts: AccountDatabase
     bounds: dict[str, IdBounds]
     source: str
+    warnings: list[str] = field(default_factory=list)
 
 
 def load_snapshot(paths: SubidPaths) -> Snapshot:
@@ -563,15 +582,16 @@ def load_snapshot(paths: SubidPaths) -> Snapshot:
         )
     except AccountsError as exc:
         raise SubidError(f"{exc}; point passwd_path and group_path at readable files") from exc
-    defs = _optional_text(paths.login_defs)
-    bounds = bounds_from_login_defs(parse_login_defs(defs or ""))
+    defs = parse_login_defs(_optional_text(paths.login_defs) or "")
+    bounds = bounds_from_login_defs(defs)
     for kind in KINDS:
         if bounds[kind].low > bounds[kind].high or bounds[kind].low < 1:
             raise SubidError(
                 f"SUB_{ID_WORD[kind]}_MIN {bounds[kind].low} and SUB_{ID_WORD[kind]}_MAX {bounds[kind].high} "
                 f"in {paths.login_defs} leave no room for subordinate IDs; fix login.defs"
             )
-    return Snapshot(paths, files, accounts, bounds, nss_source(_optional_text(paths.nsswitch)))
+    source = nss_source(_optional_text(paths.nsswitch))
+    return Snapshot(paths, files, accounts, bounds, source, bounds_warnings(defs, paths.login_defs))
 
 
 def _optional_text(path: str) -> str | None:
@@ -592,13 +612,27 @@ INFO_PATH_OPTIONS: dict[str, str] = {
 
 
 def subid_paths(params: Mapping[str, Any]) -> SubidPaths:
-    """The files named by the path options (INFO_PATH_OPTIONS) of subid_info and subid."""
+    """The files named by the path options (INFO_PATH_OPTIONS) of subid_info and subid, each
+    checked by :func:`host_path` (a string, absolute, no NUL byte) or OptionError."""
     return SubidPaths(
         **{
-            field: params[f"{field}_path"]
+            field: host_path(params[f"{field}_path"], f"{field}_path")
             for field in ("subuid", "subgid", "login_defs", "passwd", "group", "nsswitch")
         }
     )
+
+
+def path_option_spec() -> dict[str, dict[str, Any]]:
+    """The argument spec of the path options (INFO_PATH_OPTIONS) of subid_info and subid.
+
+    ``passwd_path`` says ``no_log: False``: it names a file, it is no secret, and without it
+    ansible warns on every run that its name looks like a password option.
+    """
+    spec: dict[str, dict[str, Any]] = {
+        name: {"type": "path", "default": default} for name, default in INFO_PATH_OPTIONS.items()
+    }
+    spec["passwd_path"]["no_log"] = False
+    return spec
 
 
 def account_ids(accounts: AccountDatabase, kind: str) -> list[int]:
