@@ -24,7 +24,11 @@ import tempfile
 import time
 from collections.abc import Sequence
 
-from ansible_collections.permfix.containers.plugins.module_utils._core.errors import LockError, PermfixError, root_advice
+from ansible_collections.permfix.containers.plugins.module_utils._core.errors import (
+    LockError,
+    PermfixError,
+    root_advice,
+)
 
 
 def _fsync_directory(directory: str) -> None:
