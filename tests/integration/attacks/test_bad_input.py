@@ -43,8 +43,10 @@ MODULES = sorted(path.stem for path in MODULES_DIR.glob("*.py") if not path.name
 
 HUGE = 10**30
 NUL = "a\x00b"
+# A module call that has not ended after this long is stuck (ansible-core ends it: "The task timed out").
+TASK_TIMEOUT = 180
 # What the result of a call must not contain (searched in every text of the result).
-OFFENCES = ("Traceback", "MODULE FAILURE", "Module failed: ", "unexpected error (")
+OFFENCES = ("Traceback", "MODULE FAILURE", "Module failed: ", "unexpected error (", "expected time frame")
 
 # Valid values for the options a module needs and for the options naming files it would write, so
 # that each case changes one option only; ``{scratch}`` is the scratch tree below.  A module not
@@ -193,9 +195,9 @@ def bad_values(doc: Mapping[str, Any], scratch: Scratch) -> list[tuple[str, Any]
         return [("empty", ""), ("NUL", "/tmp/a\x00b"), ("relative", relative), ("not-utf8-file", scratch.garbage),
                 ("directory", f"{scratch.root}/tree")]
     if kind == "str":
-        return [("dict", {"a": 1}), ("empty", ""), ("NUL", NUL), ("huge-int", HUGE), ("negative-int", -1)]
+        return [("dict", {"a": 1}), ("empty", ""), ("NUL", NUL), ("huge-int", HUGE)]
     if kind == "int":
-        return [("str", "abc"), ("bool", True), ("zero", 0), ("negative", -1), ("huge", HUGE)]
+        return [("str", "abc"), ("bool", True), ("negative", -1), ("huge", HUGE)]
     if kind == "bool":
         return [("str", "maybe"), ("int", 2), ("dict", {"a": 1})]
     if kind == "raw":
@@ -205,9 +207,9 @@ def bad_values(doc: Mapping[str, Any], scratch: Scratch) -> list[tuple[str, Any]
         return [("str", "a"), ("empty-key", {"": "x"}), ("NUL-key", {NUL: "x"}), ("nested-dict", {"a": {"b": 1}}),
                 ("null-value", {"a": None}), ("huge-value", {"a": HUGE}), ("NUL-value", {"a": NUL})]
     if kind == "list":
-        common = [("str", 5), ("empty-list", []), ("list-of-dict", [{"a": 1}])]
+        common = [("empty-list", []), ("list-of-dict", [{"a": 1}])]
         if elements == "int":
-            return common + [("negative", [-1]), ("huge", [HUGE]), ("zero", [0]), ("bool", [True])]
+            return common + [("negative", [-1]), ("huge", [HUGE]), ("bool", [True])]
         if elements == "path":
             return common + [("relative", [relative]), ("empty", [""]), ("NUL", ["/tmp/a\x00b"]),
                              ("not-utf8-file", [scratch.garbage])]
@@ -283,7 +285,7 @@ def offence(case: Case, result: Mapping[str, Any] | None) -> str | None:
 def run_chunk(cases: list[tuple[int, Case]], scratch: Scratch) -> subprocess.Popen:
     tasks = [
         {"name": f"case {index}", f"permfix.containers.{case.module}": case.args,
-         "check_mode": True, "ignore_errors": True}
+         "check_mode": True, "ignore_errors": True, "timeout": TASK_TIMEOUT}
         for index, case in cases
     ]
     play = [{"hosts": "localhost", "gather_facts": False, "tasks": tasks}]
@@ -308,7 +310,7 @@ def sweep(modules: list[str], scratch: Scratch) -> dict[str, list[str]]:
     procs = [run_chunk(chunk, scratch) for chunk in chunks]
     results: dict[int, Any] = {}
     for chunk, proc in zip(chunks, procs):
-        proc.wait(timeout=900)
+        proc.wait(timeout=TASK_TIMEOUT * len(chunk))
         output = Path(scratch.root, f"play-{chunk[0][0]}.json.out").read_text(encoding="utf-8", errors="replace")
         start = output.find("{")
         try:
