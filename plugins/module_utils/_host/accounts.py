@@ -213,7 +213,7 @@ class AccountDatabase:
             return found
         try:
             return lookup()
-        except (KeyError, UnicodeError, OverflowError):
+        except (KeyError, UnicodeError, OverflowError, ValueError):  # ValueError: a NUL byte in the name
             return None
 
     def user(self, name: str) -> Account | None:

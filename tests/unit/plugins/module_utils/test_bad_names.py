@@ -16,6 +16,7 @@ from ansible_collections.permfix.containers.plugins.module_utils._core.numbers i
 from ansible_collections.permfix.containers.plugins.module_utils._core.options import plain_name, plain_names
 from ansible_collections.permfix.containers.plugins.module_utils._engines.docker import docker_options
 from ansible_collections.permfix.containers.plugins.module_utils._engines.volumes import parse_owner
+from ansible_collections.permfix.containers.plugins.module_utils._host.accounts import AccountDatabase
 from ansible_collections.permfix.containers.plugins.module_utils._host.owner_spec import OwnerSpecError, parse_id
 
 
@@ -67,3 +68,10 @@ def test_volume_owner_ids_are_ascii_numbers_up_to_id_max(text: str) -> None:
 def test_an_owner_name_with_a_nul_byte_is_a_sentence_not_a_lookup() -> None:
     with pytest.raises(OwnerSpecError, match="contains a NUL byte"):
         parse_id("ro\x00ot", "user")
+
+
+def test_a_name_with_a_nul_byte_is_unknown_to_the_nss_fallback() -> None:
+    """getpwnam and getgrnam raise ValueError on a NUL byte: the account database knows no such name."""
+    accounts = AccountDatabase.from_text("", "", nss_fallback=True)
+    assert accounts.user("ro\x00ot") is None
+    assert accounts.group("ro\x00ot") is None
