@@ -11,11 +11,11 @@ class ModuleDocFragment:
 options:
   docker_host:
     description:
-      - The Docker daemon, as a C(unix://) address.
+      - The Docker daemon, as a C(unix://) address followed by the absolute path of its socket.
       - Defaults to E(DOCKER_HOST) on the target, else C(unix:///var/run/docker.sock).
     type: str
   timeout:
-    description: Seconds to wait for the Docker daemon to answer one request.
+    description: Seconds to wait for the Docker daemon to answer one request, from 1 to 604800 (a week).
     type: int
     default: 60
 requirements:

@@ -77,7 +77,7 @@ options:
     type: bool
     default: false
   fixer_timeout:
-    description: Seconds the fixer container may run.
+    description: Seconds the fixer container may run, from 1 to 604800 (a week).
     type: int
     default: 600
   sample_size:

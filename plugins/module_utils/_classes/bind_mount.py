@@ -33,6 +33,12 @@ from ansible_collections.permfix.containers.plugins.module_utils._core.contracts
 from ansible_collections.permfix.containers.plugins.module_utils._core.errors import OptionError
 from ansible_collections.permfix.containers.plugins.module_utils._core.findings import make_finding
 from ansible_collections.permfix.containers.plugins.module_utils._core.jsonsafe import pick
+from ansible_collections.permfix.containers.plugins.module_utils._core.options import (
+    host_path,
+    host_paths,
+    plain_name,
+    plain_names,
+)
 from ansible_collections.permfix.containers.plugins.module_utils._core.runner import Runner
 from ansible_collections.permfix.containers.plugins.module_utils._engines.containers import (
     Container,
@@ -560,7 +566,11 @@ def _primary_gid(uid: int) -> int:
 
 def spec_from_option(index: int, raw: Mapping[str, Any]) -> Spec:
     """One entry of the ``specs`` option as a Spec; OwnerSpecError names the entry and the problem."""
-    label = f"specs[{index}] ({raw['path']})"
+    path = host_path(raw["path"], f"specs[{index}].path")
+    label = f"specs[{index}] ({path})"
+    for key in ("name", "rootless_user"):
+        if raw.get(key) not in (None, ""):
+            plain_name(raw[key], f"specs[{index}].{key}")
     try:
         if raw.get("rootless_user"):
             uid = _numeric(raw["uid"], f"{label} uid")
@@ -578,15 +588,14 @@ def spec_from_option(index: int, raw: Mapping[str, Any]) -> Spec:
         raise OwnerSpecError(f"{label}: {exc}") from None
     if gid is None:
         gid = uid
-    return Spec(raw["path"], uid, gid, raw["access"], raw.get("name"), raw.get("rootless_user"))
+    return Spec(path, uid, gid, raw["access"], raw.get("name"), raw.get("rootless_user"))
 
 
 def bind_mount_request(params: Mapping[str, Any]) -> BindMountInfoRequest:
     """bind_mount_info's validated parameters as a BindMountInfoRequest; OptionError says what is wrong."""
     scope = scope_options(params)
-    for root in params["allowed_roots"]:
-        if not root.startswith("/"):
-            raise OptionError(f"allowed_roots must be absolute paths, not {root!r}")
+    allowed_roots = host_paths(params["allowed_roots"], "allowed_roots")
+    containers = plain_names(params["containers"], "containers")
     try:
         specs = tuple(spec_from_option(index, raw) for index, raw in enumerate(params["specs"]))
     except OwnerSpecError as exc:
@@ -596,7 +605,7 @@ def bind_mount_request(params: Mapping[str, Any]) -> BindMountInfoRequest:
             raise OptionError(f"spec path {spec.path!r} must be absolute")
     return BindMountInfoRequest(
         **scope, **take(params, "scan", "allow_home_subdirs"), specs=specs,
-        containers=tuple(params["containers"]), allowed_roots=tuple(params["allowed_roots"]),
+        containers=tuple(containers), allowed_roots=tuple(allowed_roots),
     )
 
 

@@ -25,6 +25,7 @@ from ansible_collections.permfix.containers.plugins.module_utils._core.errors im
 from ansible_collections.permfix.containers.plugins.module_utils._core.findings import make_finding
 from ansible_collections.permfix.containers.plugins.module_utils._core.jsonsafe import pick
 from ansible_collections.permfix.containers.plugins.module_utils._core.numbers import sample_size as check_sample_size
+from ansible_collections.permfix.containers.plugins.module_utils._core.options import plain_name, plain_names
 from ansible_collections.permfix.containers.plugins.module_utils._core.runner import Runner
 from ansible_collections.permfix.containers.plugins.module_utils._engines.containers import Container
 from ansible_collections.permfix.containers.plugins.module_utils._engines.docker import (
@@ -132,13 +133,15 @@ def volume_info_request(params: Mapping[str, Any]) -> VolumeInfoRequest:
     scope = scope_options(params)
     owners = {}
     for name, value in (params["owners"] or {}).items():
+        plain_name(name, "a volume name in owners")
         try:
             owners[str(name)] = parse_owner(str(value), f"owners[{name}]")
         except ValueError as exc:
             raise OptionError(str(exc)) from None
     return VolumeInfoRequest(
-        **scope, **take(params, "scan", "inspector", "fixer_image"), owners=owners,
-        volumes=tuple(params["volumes"]), sample_size=check_sample_size(params["sample_size"]),
+        **scope, **take(params, "scan", "inspector"), fixer_image=plain_name(params["fixer_image"], "fixer_image"),
+        owners=owners,
+        volumes=tuple(plain_names(params["volumes"], "volumes")), sample_size=check_sample_size(params["sample_size"]),
     )
 
 

@@ -20,6 +20,8 @@ from ansible.module_utils.basic import missing_required_lib
 from ansible_collections.permfix.containers.plugins.module_utils._core.contracts import Fix, FixFailed
 from ansible_collections.permfix.containers.plugins.module_utils._core.errors import OptionError
 from ansible_collections.permfix.containers.plugins.module_utils._core.numbers import sample_size as check_sample_size
+from ansible_collections.permfix.containers.plugins.module_utils._core.numbers import seconds
+from ansible_collections.permfix.containers.plugins.module_utils._core.options import host_path, plain_name
 from ansible_collections.permfix.containers.plugins.module_utils._core.runner import Runner
 from ansible_collections.permfix.containers.plugins.module_utils._engines.docker import (
     DEFAULT_DOCKER_HOST,
@@ -263,8 +265,7 @@ VOLUME_FIX_ARGUMENT_SPEC: dict[str, Any] = {
 def volume_fix_request(params: Mapping[str, Any]) -> VolumeFixRequest:
     """volume_owner's parameters as a request; OptionError says what is wrong."""
     docker_host, timeout = docker_options(params)
-    if params["fixer_timeout"] <= 0:
-        raise OptionError("fixer_timeout must be a positive number of seconds")
+    fixer_timeout = seconds(params["fixer_timeout"], "fixer_timeout")
     size = check_sample_size(params["sample_size"])
     if params["podman_user"] and params["engine"] != "podman":
         raise OptionError("podman_user needs engine: podman")
@@ -275,17 +276,17 @@ def volume_fix_request(params: Mapping[str, Any]) -> VolumeFixRequest:
         except ValueError as exc:
             raise OptionError(str(exc)) from None
     return VolumeFixRequest(
-        volume=params["volume"],
+        volume=plain_name(params["volume"], "volume"),
         engine=params["engine"],
-        podman_user=params["podman_user"],
+        podman_user=plain_name(params["podman_user"], "podman_user") if params["podman_user"] else None,
         owner=owner,
-        fixer_image=params["fixer_image"],
+        fixer_image=plain_name(params["fixer_image"], "fixer_image"),
         pull=params["pull"],
-        busybox_path=params["busybox_path"],
+        busybox_path=host_path(params["busybox_path"], "busybox_path"),
         stop_containers=params["stop_containers"],
         docker_host=docker_host,
         timeout=timeout,
-        fixer_timeout=params["fixer_timeout"],
+        fixer_timeout=fixer_timeout,
         sample_size=size,
     )
 

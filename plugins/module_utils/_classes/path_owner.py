@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ansible_collections.permfix.containers.plugins.module_utils._core.contracts import Fix, FixFailed, take
-from ansible_collections.permfix.containers.plugins.module_utils._core.errors import OptionError
 from ansible_collections.permfix.containers.plugins.module_utils._core.numbers import sample_size as check_sample_size
+from ansible_collections.permfix.containers.plugins.module_utils._core.options import host_path
 from ansible_collections.permfix.containers.plugins.module_utils._core.runner import Runner
 from ansible_collections.permfix.containers.plugins.module_utils._engines.walk import (
     POLICIES,
@@ -78,9 +78,7 @@ def path_owner_options(params: Mapping[str, Any]) -> WalkOptions:
 
 def path_owner_request(params: Mapping[str, Any]) -> PathOwnerRequest:
     """path_owner's parameters as a request: the path, then the ids, then the walk options."""
-    path: str = params["path"]
-    if not path.startswith("/"):
-        raise OptionError(f"path must be an absolute path, not {path!r}")
+    path = host_path(params["path"], "path")
     try:
         target = path_owner_target(params)
     except OwnerSpecError as exc:

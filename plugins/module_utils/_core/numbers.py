@@ -69,3 +69,17 @@ def sample_size(value: int) -> int:
     if value < 0:
         raise OptionError(f"sample_size must be 0 or more, not {value}")
     return value
+
+
+# The longest wait an option may ask for: a week. Longer values overflow the C time types that
+# sockets and subprocess timeouts use ("timestamp out of range for platform time_t").
+SECONDS_MAX = 7 * 24 * 3600
+
+
+def seconds(value: int, name: str) -> int:
+    """A timeout option ``name`` in seconds, checked: from 1 to :data:`SECONDS_MAX`."""
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise OptionError(f"{name} must be a positive number of seconds")
+    if value > SECONDS_MAX:
+        raise OptionError(f"{name} must be at most {SECONDS_MAX} seconds (a week), not {value}")
+    return value

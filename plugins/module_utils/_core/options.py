@@ -34,3 +34,22 @@ def host_paths(values: Any, name: str) -> list[str]:
     if isinstance(values, (str, bytes)) or not isinstance(values, (list, tuple)):
         raise OptionError(f"{name} must be a list of absolute paths, not {type(values).__name__} {values!r}")
     return [host_path(value, f"{name}[{index}]") for index, value in enumerate(values)]
+
+
+def plain_name(value: Any, name: str) -> str:
+    """``value`` as a name handed to a program or an NSS lookup (a user, a container, a volume, an image):
+    a non-empty string without a NUL byte, or :class:`OptionError` naming option ``name``."""
+    if not isinstance(value, str):
+        raise OptionError(f"{name} must be a name given as a string, not {type(value).__name__} {value!r}")
+    if value.strip() == "":
+        raise OptionError(f"{name} must be a name, not an empty string")
+    if "\x00" in value:
+        raise OptionError(f"{name} must not contain a NUL byte: {value!r}")
+    return value
+
+
+def plain_names(values: Any, name: str) -> list[str]:
+    """Each element of the list ``values`` as :func:`plain_name` (named ``name[i]`` in errors)."""
+    if isinstance(values, (str, bytes)) or not isinstance(values, (list, tuple)):
+        raise OptionError(f"{name} must be a list of names, not {type(values).__name__} {values!r}")
+    return [plain_name(value, f"{name}[{index}]") for index, value in enumerate(values)]

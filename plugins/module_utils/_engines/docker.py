@@ -40,6 +40,8 @@ from ansible_collections.permfix.containers.plugins.module_utils._core.errors im
     OptionError,
     PermfixError,
 )
+from ansible_collections.permfix.containers.plugins.module_utils._core.numbers import seconds
+from ansible_collections.permfix.containers.plugins.module_utils._core.options import host_path
 from ansible_collections.permfix.containers.plugins.module_utils._core.runner import proc_by_comm
 from ansible_collections.permfix.containers.plugins.module_utils._host.accounts import AccountDatabase
 from ansible_collections.permfix.containers.plugins.module_utils._host.idmap import IdMap, userns_remap_map
@@ -60,9 +62,12 @@ def docker_options(params: Mapping[str, Any]) -> tuple[str, int]:
     docker_host = params["docker_host"] or os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST
     if not docker_host.startswith("unix://"):
         raise OptionError(f"docker_host must be a unix:// address such as {DEFAULT_DOCKER_HOST}, not {docker_host!r}")
-    if params["timeout"] <= 0:
-        raise OptionError("timeout must be a positive number of seconds")
-    return docker_host, params["timeout"]
+    try:
+        host_path(docker_host[len("unix://"):], "the socket path of docker_host")
+    except OptionError as exc:
+        raise OptionError(f"docker_host must be unix:// and an absolute socket path such as {DEFAULT_DOCKER_HOST}: "
+                          f"{exc}") from None
+    return docker_host, seconds(params["timeout"], "timeout")
 
 
 class _UnixHTTPConnection(http.client.HTTPConnection):

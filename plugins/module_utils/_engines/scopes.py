@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ansible_collections.permfix.containers.plugins.module_utils._core.options import plain_names
 from ansible_collections.permfix.containers.plugins.module_utils._core.runner import Runner
 from ansible_collections.permfix.containers.plugins.module_utils._engines.containers import (
     Container,
@@ -78,6 +79,8 @@ def scope_options(params: Mapping[str, Any]) -> dict[str, Any]:
     (``podman_users`` None: root and every rootless user). OptionError says what is wrong."""
     docker_host, timeout = docker_options(params)
     users = params["podman_users"]
+    if users is not None:
+        users = plain_names(users, "podman_users")
     return {
         "engines": tuple(params["engines"]),
         "podman_users": tuple(users) if users is not None else None,

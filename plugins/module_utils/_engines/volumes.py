@@ -14,12 +14,14 @@ mountpoint) or through a read-only inspector container. Shared by the detection
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from ansible_collections.permfix.containers.plugins.module_utils._core.errors import PermfixError
 from ansible_collections.permfix.containers.plugins.module_utils._core.jsonsafe import pick
+from ansible_collections.permfix.containers.plugins.module_utils._core.numbers import ID_MAX
 from ansible_collections.permfix.containers.plugins.module_utils._engines.containers import (
     Container,
     EngineObject,
@@ -185,13 +187,18 @@ class Expectation:
         return pick(self, "uid", "gid", "host_uid", "host_gid", "source", "containers")
 
 
+_DIGITS = re.compile(r"[0-9]+")
+
+
 def parse_owner(text: str, what: str = "owner") -> tuple[int, int]:
     """``uid:gid`` (or ``uid``, meaning ``uid:uid``) as numbers; ValueError otherwise."""
     value = str(text).strip()
     user, _sep, group = value.partition(":")
     group = group or user
-    if not user.isdigit() or not group.isdigit():
+    if not _DIGITS.fullmatch(user) or not _DIGITS.fullmatch(group):
         raise ValueError(f"{what} {text!r} must be numeric ids as uid:gid, for example 999:999")
+    if int(user) > ID_MAX or int(group) > ID_MAX:
+        raise ValueError(f"{what} {text!r} is out of range: an id is a number from 0 to {ID_MAX}")
     return int(user), int(group)
 
 

@@ -68,6 +68,8 @@ def parse_id(
             )
         return number
     name = str(value).strip()
+    if "\x00" in name:
+        raise OwnerSpecError(f"{kind} {name!r} contains a NUL byte: give a {kind} name or a numeric {kind} id")
     if lookup is None:
         lookup = _lookup_user if kind == "user" else _lookup_group
     try:

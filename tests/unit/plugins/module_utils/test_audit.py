@@ -254,7 +254,7 @@ def test_detection_params_map_audit_options_onto_the_single_module(detection, va
 @pytest.mark.parametrize("values, message", [
     ({"subid_min_count": -1}, f"min_count must be between 0 and {ID_MAX}, not -1"),
     ({"unprivileged_ports": [70000]}, "ports must be port numbers from 1 to 65535; 70000 is not"),
-    ({"bind_mount_allowed_roots": ["srv"]}, "allowed_roots must be absolute paths, not 'srv'"),
+    ({"bind_mount_allowed_roots": ["srv"]}, "allowed_roots[0] must be an absolute path (starting with /), not 'srv'"),
     ({"bind_mount_specs": [{"path": "/srv/x", "uid": "5", "gid": "x", "rootless_user": "app", "access": "rw"}]},
      "specs[0] (/srv/x): specs[0] (/srv/x) gid 'x' is a name: ids inside a rootless namespace must be numbers"),
     ({"named_volume_owners": {"db": "nobody"}}, None),
