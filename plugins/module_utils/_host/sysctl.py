@@ -624,15 +624,15 @@ def read_runtime(path: str = DEFAULT_PROC_PATH, proc_root: str = "/proc") -> Run
     init_netns = _readlink(os.path.join(proc_root, "1", "ns", "net"))
     initial = None if netns is None or init_netns is None else netns == init_netns
     try:
-        with open(path, encoding="ascii") as handle:
-            raw = handle.read()
+        with open(path, encoding="ascii", errors="replace") as handle:
+            raw = handle.read(4096)
     except FileNotFoundError:
         return Runtime(path, False, None, False, netns, initial)
     except OSError as exc:
         raise SysctlError(f"cannot read {path}: {exc.strerror}") from exc
     value = parse_value(raw)
     if value is None:
-        raise SysctlError(f"{path} holds {raw.strip()!r}, which is not a port number")
+        raise SysctlError(f"{path} holds {raw.strip()[:80]!r}, which is not a port number")
     return Runtime(path, True, value, is_writable(path), netns, initial)
 
 
@@ -649,8 +649,8 @@ def is_writable(path: str) -> bool:
 def read_local_port_range(path: str = DEFAULT_LOCAL_PORT_RANGE_PATH) -> tuple[int, int] | None:
     """net.ipv4.ip_local_port_range as (low, high), None when it cannot be read."""
     try:
-        with open(path, encoding="ascii") as handle:
-            parts = handle.read().split()
+        with open(path, encoding="ascii", errors="replace") as handle:
+            parts = handle.read(4096).split()
     except OSError:
         return None
     if len(parts) != 2 or not all(part.isdigit() for part in parts):
@@ -677,8 +677,8 @@ def write_runtime(path: str, value: int) -> None:
             ) from exc
         raise SysctlError(f"cannot write {path}: {exc.strerror}") from exc
     try:
-        with open(path, encoding="ascii") as handle:
-            now = parse_value(handle.read())
+        with open(path, encoding="ascii", errors="replace") as handle:
+            now = parse_value(handle.read(4096))
     except OSError as exc:
         raise SysctlError(f"cannot read {path} back: {exc.strerror}") from exc
     if now != value:

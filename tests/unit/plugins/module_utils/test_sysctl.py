@@ -520,6 +520,14 @@ def test_runtime_garbage_is_an_error(tmp_path: Path) -> None:
         read_runtime(str(path))
 
 
+def test_runtime_and_range_files_that_are_not_ascii_are_read_without_a_decode_error(tmp_path: Path) -> None:
+    path = tmp_path / "not-ascii"
+    path.write_bytes(b"\xff\xfe80\n")
+    with pytest.raises(SysctlError, match="not a port number"):
+        read_runtime(str(path))
+    assert read_local_port_range(str(path)) is None
+
+
 @pytest.mark.parametrize(("text", "expected"), [("32768\t60999\n", (32768, 60999)), ("1 2 3\n", None), ("x y\n", None)])
 def test_read_local_port_range(tmp_path: Path, text: str, expected: tuple[int, int] | None) -> None:
     path = tmp_path / "range"
