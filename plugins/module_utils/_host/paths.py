@@ -184,8 +184,9 @@ def parse_mountinfo(text: str) -> list[MountLine]:
         fields = line.split(" ")
         if len(fields) < 5 or not fields[0].isdigit():
             continue
-        mounts.append(MountLine(int(fields[0]), fields[2], unescape_mount_point(fields[3]),
-                            unescape_mount_point(fields[4])))
+        mounts.append(
+            MountLine(int(fields[0]), fields[2], unescape_mount_point(fields[3]), unescape_mount_point(fields[4]))
+        )
     return mounts
 
 

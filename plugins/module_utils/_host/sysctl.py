@@ -155,7 +155,7 @@ def kernel_ints(raw: bytes, count: int, minimum: int, maximum: int) -> list[int]
     data = raw + b"\n"
     pos = 0
     values: list[int] = []
-    for _ in range(count):
+    for _index in range(count):
         while pos < len(data) and data[pos:pos + 1] in KERNEL_SPACE:
             pos += 1
         if pos == len(data):

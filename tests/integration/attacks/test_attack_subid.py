@@ -234,7 +234,7 @@ def test_four_concurrent_writers_keep_every_line_in_every_version(scratch: Path)
     stop = threading.Event()
 
     def watch() -> None:
-        for _ in range(200000):  # bounded by count, not time
+        for _attempt in range(200000):  # bounded by count, not time
             if stop.is_set():
                 return
             for kind in seen:

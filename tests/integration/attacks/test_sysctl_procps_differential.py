@@ -92,9 +92,9 @@ def generated_cases() -> list[str]:
         cases.append(f"# old{breaker}{KEY} = 86\n")
         cases.append(f"{KEY} = 87{breaker}{KEY} = 88\n")
         cases.append(f"; x{breaker}\n{KEY} = 89{breaker}\n")
-    for _ in range(220):
+    for _case in range(220):
         lines = []
-        for _ in range(rng.randint(1, 3)):
+        for _line in range(rng.randint(1, 3)):
             lines.append(
                 rng.choice(PREFIXES + ["", "", ""]) + rng.choice(SPELLINGS[:3] + [KEY] * 3)
                 + rng.choice(AROUND) + "=" + rng.choice(AROUND) + rng.choice(VALUES) + rng.choice(ENDINGS)
@@ -155,4 +155,4 @@ def test_resolve_predicts_what_procps_sysctl_and_the_kernel_do() -> None:
     ]
     assert mismatches == [], f"{len(mismatches)} of {len(cases)} differ (file, predicted, real): {mismatches[:15]}"
     # the cases are not all alike: the kernel ended with many different values
-    assert len({value for value, _, _ in real}) > 10
+    assert len({outcome[0] for outcome in real}) > 10
