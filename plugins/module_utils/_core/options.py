@@ -16,14 +16,20 @@ from typing import Any
 from .errors import OptionError
 
 
-def host_path(value: Any, name: str) -> str:
-    """``value`` as an absolute host path, or :class:`OptionError` naming option ``name``."""
+def _text(value: Any, name: str, what: str, blank: bool = False) -> str:
+    """``value`` as a non-empty string without a NUL byte (``blank``: not only white space either)."""
     if not isinstance(value, str):
-        raise OptionError(f"{name} must be an absolute path given as a string, not {type(value).__name__} {value!r}")
-    if value == "":
-        raise OptionError(f"{name} must be an absolute path, not an empty string")
+        raise OptionError(f"{name} must be {what} given as a string, not {type(value).__name__} {value!r}")
+    if (value.strip() if blank else value) == "":
+        raise OptionError(f"{name} must be {what}, not an empty string")
     if "\x00" in value:
         raise OptionError(f"{name} must not contain a NUL byte: {value!r}")
+    return value
+
+
+def host_path(value: Any, name: str) -> str:
+    """``value`` as an absolute host path, or :class:`OptionError` naming option ``name``."""
+    _text(value, name, "an absolute path")
     if not value.startswith("/"):
         raise OptionError(f"{name} must be an absolute path (starting with /), not {value!r}")
     return value
@@ -39,13 +45,7 @@ def host_paths(values: Any, name: str) -> list[str]:
 def plain_name(value: Any, name: str) -> str:
     """``value`` as a name handed to a program or an NSS lookup (a user, a container, a volume, an image):
     a non-empty string without a NUL byte, or :class:`OptionError` naming option ``name``."""
-    if not isinstance(value, str):
-        raise OptionError(f"{name} must be a name given as a string, not {type(value).__name__} {value!r}")
-    if value.strip() == "":
-        raise OptionError(f"{name} must be a name, not an empty string")
-    if "\x00" in value:
-        raise OptionError(f"{name} must not contain a NUL byte: {value!r}")
-    return value
+    return _text(value, name, "a name", blank=True)
 
 
 def plain_names(values: Any, name: str) -> list[str]:
