@@ -14,13 +14,15 @@ unexpected error" are offences, reported all at once per module.
 Nothing on the host changes: every task runs in check mode, and the modules that write get
 scratch files for every file option (BASELINE), so even a bad value that were accepted would
 point into the scratch tree. AnsibleModule's own syslog line is switched off
-(ANSIBLE_NO_TARGET_SYSLOG): it refuses NUL bytes in string options before the module's code
-runs, which hosts with journald do not, so the sweep lets them reach the module's code.
+(``_ansible_no_log``, what ANSIBLE_NO_TARGET_SYSLOG sets): it refuses NUL bytes in string
+options before the module's code runs, which hosts with journald do not, so the sweep lets
+them reach the module's code.
 
-Speed: one ansible-playbook run per CPU, each with a share of all the cases as tasks
-(``ignore_errors``, json callback). Cases that ansible-core's own argument validation refuses
-(``ArgumentSpecValidator`` on the documented spec says so) never reach the module's code; only
-the first of them per module is run, to check that they fail with core's sentence.
+Speed: every module is imported once and each case runs in a forked child of that process
+(sweep_runner.py), with the parameters a module started by ansible-core gets. Cases that
+ansible-core's own argument validation refuses (``ArgumentSpecValidator`` on the documented
+spec says so) never reach the module's code; only the first of them per module is run, to
+check that they fail with core's sentence.
 """
 
 from __future__ import annotations
@@ -96,6 +98,9 @@ BASELINE: dict[str, dict[str, Any]] = {
     # the detections an audit_info option belongs to: the choice its name starts with (the rest: all)
     "audit_info": {"subid_users": ["pfsweep"], "bind_mount_scan": False},
 }
+
+# audit_info's options that every detection asking an engine uses.
+DOCKER_OPTIONS = ("docker_host", "timeout")
 
 # A valid element of each list-of-dict option, to sweep its suboptions one at a time.
 ELEMENTS: dict[str, dict[str, Any]] = {
@@ -228,9 +233,11 @@ def module_cases(module: str, doc: Mapping[str, Any], scratch: Scratch) -> list[
 
     def case(option: str, label: str, name: str, value: Any) -> Case:
         args = dict(baseline, **{name: value})
-        owners = [choice for choice in detections if name.startswith(f"{choice}_")]
-        if owners:  # audit_info: run only the detection the option belongs to
-            args["detections"] = owners
+        if detections and name != "detections":
+            # audit_info: run only the detection the option belongs to; an option of all of them
+            # (docker_host, timeout) with one that asks Docker; the others with the cheapest
+            owners = [choice for choice in detections if name.startswith(f"{choice}_")]
+            args["detections"] = owners or (["named_volume"] if name in DOCKER_OPTIONS else ["subid"])
         validated = validator.validate(args)
         if validated.error_messages:
             return Case(module, option, label, args, True)
@@ -282,46 +289,30 @@ def offence(case: Case, result: Mapping[str, Any] | None) -> str | None:
     return None
 
 
-def run_chunk(cases: list[tuple[int, Case]], scratch: Scratch) -> subprocess.Popen:
-    tasks = [
-        {"name": f"case {index}", f"permfix.containers.{case.module}": case.args,
-         "check_mode": True, "ignore_errors": True, "timeout": TASK_TIMEOUT}
-        for index, case in cases
-    ]
-    play = [{"hosts": "localhost", "gather_facts": False, "tasks": tasks}]
-    playbook = Path(scratch.root, f"play-{cases[0][0]}.json")
-    playbook.write_text(json.dumps(play), encoding="utf-8")
-    env = lib.ansible_env({"ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.json", "ANSIBLE_NO_TARGET_SYSLOG": "True"})
-    output = open(f"{playbook}.out", "w", encoding="utf-8")  # noqa: SIM115 - closed by sweep()
-    return subprocess.Popen(
-        [str(lib.VENV_BIN / "ansible-playbook"), str(playbook)],
-        env=env, cwd=f"{scratch.root}/cwd", stdout=output, stderr=subprocess.STDOUT, text=True,
-    )
+RUNNER = Path(__file__).with_name("sweep_runner.py")
 
 
 def sweep(modules: list[str], scratch: Scratch) -> dict[str, list[str]]:
-    """Run every chosen case of ``modules``; the offending ones, described, by module."""
+    """Run every chosen case of ``modules``; the offending ones, described, by module.
+
+    sweep_runner.py imports every module once and forks a child per case (two at a time), which
+    gets its parameters the way a module started by ansible-core does (see its docstring).
+    """
     docs = module_docs()
     cases = [case for module in modules for case in chosen(module_cases(module, docs[module], scratch))]
     os.makedirs(f"{scratch.root}/cwd")
-    workers = max(1, min(4, os.cpu_count() or 1))
+    os.makedirs(f"{scratch.root}/run")
     numbered = list(enumerate(cases))
-    chunks = [numbered[start::workers] for start in range(workers) if numbered[start::workers]]
-    procs = [run_chunk(chunk, scratch) for chunk in chunks]
-    results: dict[int, Any] = {}
-    for chunk, proc in zip(chunks, procs):
-        proc.wait(timeout=TASK_TIMEOUT * len(chunk))
-        output = Path(scratch.root, f"play-{chunk[0][0]}.json.out").read_text(encoding="utf-8", errors="replace")
-        start = output.find("{")
-        try:
-            data = json.loads(output[start:]) if start >= 0 else {}
-        except json.JSONDecodeError:
-            data = {}
-        for play in data.get("plays", []):
-            for task in play.get("tasks", []):
-                results[int(task["task"]["name"].split()[1])] = task["hosts"].get("localhost")
-        if not data:
-            raise AssertionError(f"ansible-playbook printed no json (rc={proc.returncode}):\n{output[-3000:]}")
+    cases_path = Path(scratch.root, "run", "cases.json")
+    results_path = Path(scratch.root, "run", "results.json")
+    cases_path.write_text(json.dumps([{"index": index, "module": case.module, "args": case.args,
+                                       "cwd": f"{scratch.root}/cwd"} for index, case in numbered]), encoding="utf-8")
+    env = lib.ansible_env({"PYTHONPATH": str(lib.collections_dir()), "PERMFIX_SWEEP_TIMEOUT": str(TASK_TIMEOUT)})
+    proc = subprocess.run([str(lib.VENV_BIN / "python"), str(RUNNER), str(cases_path), str(results_path)],
+                          env=env, capture_output=True, text=True, timeout=TASK_TIMEOUT * 4 + 600)
+    if proc.returncode != 0 or not results_path.exists():
+        raise AssertionError(f"sweep_runner.py failed (rc={proc.returncode}):\n{proc.stderr[-3000:]}")
+    results = {int(index): result for index, result in json.loads(results_path.read_text(encoding="utf-8")).items()}
     offending: dict[str, list[str]] = {module: [] for module in modules}
     for index, case in numbered:
         why = offence(case, results.get(index))
