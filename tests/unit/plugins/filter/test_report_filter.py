@@ -35,3 +35,15 @@ def test_filters_explain_bad_input(name, value, message):
     args = (value, "t") if name == "report" else (value,)
     with pytest.raises(AnsibleFilterError, match=message):
         FILTERS[name](*args)
+
+
+def test_report_filter_compares_with_a_previous_report():
+    first = FILTERS["report"]({"h": {"reachable": True, "findings": []}}, "t0")
+    report = FILTERS["report"]({"h": {"reachable": True, "findings": []}}, "t1", previous=first)
+    assert report["summary"]["since_last_run"]["resolved"] == 0
+    assert report["comparison"]["previous_generated_at"] == "t0"
+
+
+def test_report_filter_refuses_a_report_of_another_schema():
+    with pytest.raises(AnsibleFilterError, match="cannot compare with the previous report: .*schema 'other/v9'"):
+        FILTERS["report"]({}, "t", {"schema": "other/v9", "hosts": {}})

@@ -9,6 +9,7 @@ import pytest
 
 from ansible_collections.permfix.containers.plugins.module_utils._core.findings import make_finding
 from ansible_collections.permfix.containers.plugins.module_utils._core.report import (
+    ReportError,
     build_report,
     finding_lines,
     render_markdown,
@@ -42,7 +43,10 @@ def test_report_schema_summary_and_host_order(report):
         "unreachable": 1,
         "findings": {"error": 1, "warning": 1, "info": 0},
         "by_class": {"bind_mount": 1, "named_volume": 0, "subid": 1, "unprivileged_port": 0},
+        "since_last_run": None,
     }
+    assert "comparison" not in report
+    assert all("change" not in f for entry in report["hosts"].values() for f in entry["findings"])
     json.dumps(report)  # plain JSON all the way down
 
 
@@ -90,3 +94,135 @@ def test_finding_lines(report):
         "web2: not audited: ssh: connection refused",
     ]
     assert finding_lines(build_report({}, "t")) == ["no findings"]
+
+
+# --- since last run ----------------------------------------------------------------------
+
+def _finding(host_tag: str, severity: str = "error", cls: str = "bind_mount") -> dict:
+    return make_finding(cls, severity, f"/srv/{host_tag}", f"cannot write /srv/{host_tag}", container="web")
+
+
+A = _finding("a")
+B = _finding("b", "warning", "subid")
+C = _finding("c", "info", "named_volume")
+D = _finding("d")
+
+
+def _hosts(**spec):
+    """``name=[findings]`` for a reachable host, ``name=None`` for an unreachable one,
+    ``name=("partial", [findings])`` for one whose audit failed part-way."""
+    hosts = {}
+    for name, value in spec.items():
+        if value is None:
+            hosts[name] = {"reachable": False, "reason": "unreachable: ssh refused"}
+        elif isinstance(value, tuple):
+            hosts[name] = {"reachable": True, "reason": "bind_mount failed: boom", "findings": value[1]}
+        else:
+            hosts[name] = {"reachable": True, "findings": value}
+    return hosts
+
+
+def _ids(entries):
+    return [(entry["host"], entry["id"]) for entry in entries]
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "changes", "resolved", "unverified", "since"),
+    [
+        pytest.param(
+            {"h1": [A, B]}, {"h1": [A, C]},
+            {"h1": {A["id"]: "unchanged", C["id"]: "new"}},
+            [("h1", B["id"])], [],
+            {"new": {"error": 0, "warning": 0, "info": 1}, "unchanged": 1, "resolved": 1, "hosts_with_new": ["h1"]},
+            id="one-new-one-unchanged-one-resolved",
+        ),
+        pytest.param(
+            {"h1": [A]}, {"h1": [A], "h2": [A, D]},
+            {"h1": {A["id"]: "unchanged"}, "h2": {A["id"]: "new", D["id"]: "new"}},
+            [], [],
+            {"new": {"error": 2, "warning": 0, "info": 0}, "unchanged": 1, "resolved": 0, "hosts_with_new": ["h2"]},
+            id="same-id-on-another-host-is-new",
+        ),
+        pytest.param(
+            {"h1": [A, B], "h2": [D]}, {"h1": None, "h2": []},
+            {"h1": {}, "h2": {}},
+            [("h2", D["id"])], [("h1", A["id"]), ("h1", B["id"])],
+            {"new": {"error": 0, "warning": 0, "info": 0}, "unchanged": 0, "resolved": 1, "hosts_with_new": []},
+            id="unreachable-now-is-unverified-not-resolved",
+        ),
+        pytest.param(
+            {"h1": [A, B]}, {"h1": ("partial", [B])},
+            {"h1": {B["id"]: "unchanged"}},
+            [], [("h1", A["id"])],
+            {"new": {"error": 0, "warning": 0, "info": 0}, "unchanged": 1, "resolved": 0, "hosts_with_new": []},
+            id="partial-audit-is-unverified",
+        ),
+        pytest.param(
+            {"h1": [A], "old": [D]}, {"h1": [A]},
+            {"h1": {A["id"]: "unchanged"}},
+            [], [],
+            {"new": {"error": 0, "warning": 0, "info": 0}, "unchanged": 1, "resolved": 0, "hosts_with_new": []},
+            id="host-outside-this-run-is-left-out",
+        ),
+        pytest.param(
+            {"h1": None}, {"h1": [A], "h0": [B]},
+            {"h1": {A["id"]: "new"}, "h0": {B["id"]: "new"}},
+            [], [],
+            {"new": {"error": 1, "warning": 1, "info": 0}, "unchanged": 0, "resolved": 0,
+             "hosts_with_new": ["h0", "h1"]},
+            id="unreachable-before-everything-new-hosts-sorted",
+        ),
+    ],
+)
+def test_since_last_run(before, after, changes, resolved, unverified, since):
+    previous = build_report(_hosts(**before), "2026-11-21T20:00:00Z")
+    report = build_report(_hosts(**after), "2026-11-22T20:00:00Z", previous)
+    assert {name: {f["id"]: f["change"] for f in entry["findings"]} for name, entry in report["hosts"].items()} \
+        == changes
+    assert report["comparison"]["previous_generated_at"] == "2026-11-21T20:00:00Z"
+    assert _ids(report["comparison"]["resolved"]) == resolved
+    assert _ids(report["comparison"]["unverified"]) == unverified
+    assert report["summary"]["since_last_run"] == since
+    for entry in report["comparison"]["resolved"] + report["comparison"]["unverified"]:
+        assert set(entry) == {"host", "id", "class", "severity", "message"}
+
+
+def test_resolved_entry_carries_what_the_finding_was():
+    previous = build_report(_hosts(h1=[B]), "t0")
+    report = build_report(_hosts(h1=[]), "t1", previous)
+    assert report["comparison"]["resolved"] == [
+        {"host": "h1", "id": B["id"], "class": "subid", "severity": "warning", "message": B["message"]}
+    ]
+
+
+def test_comparing_with_itself_changes_nothing_and_a_report_compares_with_a_compared_one():
+    first = build_report(HOSTS, "t0")
+    second = build_report(HOSTS, "t1", first)
+    third = build_report(HOSTS, "t2", second)
+    for report in (second, third):
+        assert report["summary"]["since_last_run"] == {
+            "new": {"error": 0, "warning": 0, "info": 0}, "unchanged": 2, "resolved": 0, "hosts_with_new": []}
+    assert json.loads(json.dumps(third)) == third
+
+
+@pytest.mark.parametrize("previous", [None, {}, "", []])
+def test_no_previous_report_means_no_comparison(previous):
+    report = build_report(HOSTS, "t", previous)
+    assert report["summary"]["since_last_run"] is None and "comparison" not in report
+
+
+@pytest.mark.parametrize(
+    ("previous", "message"),
+    [
+        ({"schema": "permfix.report/v0", "hosts": {}}, "has schema 'permfix.report/v0'; only permfix.report/v1"),
+        ({"hosts": {}}, "has schema None"),
+        ({"schema": "permfix.report/v1"}, "no 'hosts' mapping"),
+        ({"schema": "permfix.report/v1", "hosts": {"h": {"findings": [{"class": "x"}]}}}, "host 'h' has no list"),
+        ({"schema": "permfix.report/v1", "hosts": {"h": "nope"}}, "host 'h' has no list"),
+        ("{\"schema\": 1}", "must be a report dict .* not str"),
+        (42, "not int"),
+    ],
+)
+def test_bad_previous_report_is_a_sentence(previous, message):
+    with pytest.raises(ReportError, match=message):
+        build_report(HOSTS, "t", previous)
