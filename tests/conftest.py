@@ -67,6 +67,23 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         )
 
 
+@pytest.fixture(autouse=True)
+def _validate_written_reports(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After each test, every report.json under its tmp_path must match meta/report.schema.json."""
+    yield
+    tmp_path = request.node.funcargs.get("tmp_path")
+    if tmp_path is None:
+        return
+    problems = []
+    for path in lib.report_files(tmp_path):
+        try:
+            lib.validate_report(path)
+        except (AssertionError, ValueError) as exc:  # ValueError: not JSON at all
+            problems.append(str(exc))
+    if problems:
+        pytest.fail("\n".join(problems), pytrace=False)
+
+
 @pytest.fixture
 def make_user() -> Iterator:
     """Factory for real users (removed afterwards with their podman state and subids)."""
