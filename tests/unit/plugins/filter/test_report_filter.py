@@ -12,7 +12,7 @@ FILTERS = FilterModule().filters()
 
 
 def test_filters_are_registered():
-    assert set(FILTERS) == {"report", "report_markdown", "report_summary", "report_findings"}
+    assert set(FILTERS) == {"report", "report_markdown", "report_html", "report_summary", "report_findings"}
 
 
 def test_report_filter_builds_the_report():
