@@ -47,3 +47,20 @@ def test_report_filter_compares_with_a_previous_report():
 def test_report_filter_refuses_a_report_of_another_schema():
     with pytest.raises(AnsibleFilterError, match="cannot compare with the previous report: .*schema 'other/v9'"):
         FILTERS["report"]({}, "t", {"schema": "other/v9", "hosts": {}})
+
+
+def test_report_html_escapes_user_data_and_loads_nothing():
+    from report_samples import fleet_results
+
+    report = FILTERS["report"](fleet_results(hosts=8, affected=5, unreachable=1), "t")
+    html = FILTERS["report_html"](report)
+    assert "<script>alert(1)</script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "/srv/x &amp; y" in html
+    assert html.count('<tr class="finding"') == 12
+    assert "http://" not in html and "https://" not in html and "default-src 'none'" in html
+    assert html.count("<script>") == 1 and "<link" not in html and "<img" not in html
+
+
+def test_report_html_explains_bad_input():
+    with pytest.raises(AnsibleFilterError, match="report_html needs a report built by permfix.containers.report"):
+        FILTERS["report_html"]({"hosts": {}})
