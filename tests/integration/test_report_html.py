@@ -21,7 +21,6 @@ from selenium.webdriver.support.ui import Select
 
 import permfix_testlib as lib
 from ansible_collections.permfix.containers.plugins.filter.report import FilterModule
-from ansible_collections.permfix.containers.plugins.module_utils._core.report import build_report
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
