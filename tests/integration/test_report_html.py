@@ -84,8 +84,8 @@ def test_counts_shown_equal_the_report(page, written):
     shown = {cell.get_attribute("data-count"): int(cell.text)
              for cell in page.find_elements(By.CSS_SELECTOR, "#summary td[data-count]")}
     assert shown == {"hosts": 200, "audited": 198, "unreachable": 2, **summary["findings"]}
-    bars = {(bar.get_attribute("data-chart"), bar.get_attribute("data-name")): int(bar.get_attribute("data-count"))
-            for bar in page.find_elements(By.CSS_SELECTOR, "#chart g.bar")}
+    bars = {(shape.get_attribute("data-chart"), shape.get_attribute("data-name")):
+            int(shape.get_attribute("data-count")) for shape in page.find_elements(By.CSS_SELECTOR, "#chart g.bar")}
     assert bars == {**{("severity", name): count for name, count in summary["findings"].items()},
                     **{("class", name): count for name, count in summary["by_class"].items()}}
     assert page.find_element(By.CSS_SELECTOR, "#chart g.bar[data-name=bind_mount] rect").size["width"] > 0
