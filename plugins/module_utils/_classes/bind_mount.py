@@ -65,6 +65,7 @@ from ansible_collections.permfix.containers.plugins.module_utils._engines.scopes
     scope_options,
 )
 from ansible_collections.permfix.containers.plugins.module_utils._engines.walk import (
+    MountinfoCache,
     OwnershipError,
     Target,
     WalkOptions,
@@ -277,6 +278,7 @@ class _Context:
     storage: list[str]
     accounts: AccountDatabase
     scans: dict[tuple[str, int, int], Any | None] = field(default_factory=dict)
+    mounts: MountinfoCache = field(default_factory=MountinfoCache)  # one mountinfo parse for every scan of this run
 
 
 def evaluate(need: Need, context: _Context, outcome: Outcome) -> dict[str, Any] | None:
@@ -428,7 +430,8 @@ def _scan(real: str, host: HostIdentity, context: _Context, outcome: Outcome) ->
     if key not in context.scans:
         try:
             context.scans[key] = scan(
-                real, Target(uid=host.uid, gid=host.gid), WalkOptions(refuse_protected=False, sample_size=0)
+                real, Target(uid=host.uid, gid=host.gid),
+                WalkOptions(refuse_protected=False, sample_size=0, mounts=context.mounts),
             )
         except (OwnershipError, OSError) as exc:
             outcome.notes.append(f"{real} could not be scanned: {exc}")

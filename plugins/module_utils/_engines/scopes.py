@@ -220,33 +220,55 @@ def list_volumes(scope: EngineScope, runner: Runner, names: Sequence[str] = ()) 
     wanted = list(names)
     found: list[Mapping[str, Any]] = []
     if scope.engine == "docker" and scope.docker is not None:
-        engine = scope.docker
-        for name in wanted or engine.volume_names():
-            data = engine.inspect_volume(name)
-            if data is not None:
-                found.append(data)
+        found = _docker_volumes(scope.docker, wanted)
+    elif wanted:
+        found = _podman_volumes(runner, scope.account, wanted)
     else:
-        if wanted:
-            for name in wanted:
-                result = run_podman(runner, ["volume", "inspect", name], scope.account, check=False)
-                if result.rc == 0:
-                    found.extend(_json_list(result.stdout))
-                elif "no such volume" not in result.stderr.lower():
-                    raise PodmanError(
-                        f"'podman volume inspect {name}' failed with exit code {result.rc}: {result.stderr.strip()}"
-                    )
-        else:
-            found = [
-                item
-                for item in podman_json(runner, ["volume", "inspect", "--all"], scope.account) or []
-                if isinstance(item, dict)
-            ]
+        found = [
+            item
+            for item in podman_json(runner, ["volume", "inspect", "--all"], scope.account) or []
+            if isinstance(item, dict)
+        ]
     volumes = []
     for inspected in found:
         volume = volume_from_inspect(scope.engine, inspected, scope.account)
         volume.uid_map, volume.gid_map = scope.uid_map, scope.gid_map
         volumes.append(volume)
     return volumes
+
+
+def _docker_volumes(engine: DockerEngine, wanted: Sequence[str]) -> list[Mapping[str, Any]]:
+    """One listing; an inspect only for a volume of another driver (a plugin may list less than it inspects)."""
+    listed = {str(item["Name"]): item for item in engine.volumes()}
+    found: list[Mapping[str, Any]] = []
+    for name in wanted or list(listed):
+        item = listed.get(name)
+        if item is not None and str(item.get("Driver") or "local") == "local":
+            found.append(item)
+            continue
+        if wanted and item is None:
+            continue
+        data = engine.inspect_volume(name)
+        if data is not None:
+            found.append(data)
+    return found
+
+
+def _podman_volumes(runner: Runner, account: Account | None, wanted: Sequence[str]) -> list[Mapping[str, Any]]:
+    """The named podman volumes in one inspect (one by one when one of them is missing)."""
+    result = run_podman(runner, ["volume", "inspect", *wanted], account, check=False)
+    if result.rc == 0:
+        return _json_list(result.stdout)
+    found: list[Mapping[str, Any]] = []
+    for name in wanted:
+        result = run_podman(runner, ["volume", "inspect", name], account, check=False)
+        if result.rc == 0:
+            found.extend(_json_list(result.stdout))
+        elif "no such volume" not in result.stderr.lower():
+            raise PodmanError(
+                f"'podman volume inspect {name}' failed with exit code {result.rc}: {result.stderr.strip()}"
+            )
+    return found
 
 
 def _json_list(text: str) -> list[Mapping[str, Any]]:
