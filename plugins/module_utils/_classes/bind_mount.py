@@ -60,6 +60,7 @@ from ansible_collections.permfix.containers.plugins.module_utils._engines.podman
 from ansible_collections.permfix.containers.plugins.module_utils._engines.scopes import (
     ENGINES,
     SCOPE_ARGUMENT_SPEC,
+    EngineCache,
     discover_scopes,
     scope_containers,
     scope_options,
@@ -129,6 +130,7 @@ class BindMountInfoRequest:
     scan: bool = True
     allowed_roots: tuple[str, ...] = DEFAULT_ALLOWED_ROOTS
     allow_home_subdirs: bool = True
+    cache: EngineCache | None = field(default=None, compare=False, repr=False)  # audit_info's, shared by its detections
 
 
 @dataclass
@@ -191,11 +193,11 @@ def discover(request: BindMountInfoRequest, runner: Runner, outcome: Outcome) ->
     notes = outcome.notes
     scopes = discover_scopes(
         runner, notes, what="containers", engines=request.engines, podman_users=request.podman_users,
-        docker_host=request.docker_host, timeout=request.timeout, namespaces=False,
+        docker_host=request.docker_host, timeout=request.timeout, namespaces=False, cache=request.cache,
     )
     for scope in scopes:
         try:
-            containers.extend(scope_containers(scope, runner, notes, request.containers))
+            containers.extend(scope_containers(scope, runner, notes, request.containers, request.cache))
         except DockerEngineError as exc:
             notes.append(f"Docker containers were not examined: {exc}")
         except PodmanError as exc:

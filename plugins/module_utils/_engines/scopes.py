@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from functools import partial
+from typing import Any, Callable
 
 from ansible_collections.permfix.containers.plugins.module_utils._core.options import plain_names
 from ansible_collections.permfix.containers.plugins.module_utils._core.runner import Runner
@@ -121,6 +122,16 @@ class EngineScope:
         return PodmanFixer(runner, self.account, timeout)
 
 
+class EngineCache:
+    """What one audit learns of the engines once and every detection of that audit reuses: the engine
+    scopes and each scope's containers. One per ``audit_info`` run, handed down in the detections'
+    requests (never module-global: a module run never sees another's engines)."""
+
+    def __init__(self) -> None:
+        self.scopes: dict[tuple[Any, ...], tuple[EngineScope, list[str]]] = {}
+        self.containers: dict[tuple[Any, ...], tuple[list[Container], list[str]]] = {}
+
+
 def docker_scope(docker_host: str, timeout: int, notes: list[str]) -> EngineScope:
     """Connect to Docker and learn its userns-remap namespace.
 
@@ -182,9 +193,11 @@ def discover_scopes(
     docker_host: str = DEFAULT_DOCKER_HOST,
     timeout: int = 60,
     namespaces: bool = True,
+    cache: EngineCache | None = None,
 ) -> list[EngineScope]:
     """The engine instances to examine; each one that is absent or does not answer becomes a note
-    (``what`` names what the caller examines there: ``containers``, ``volumes``).
+    (``what`` names what the caller examines there: ``containers``, ``volumes``). With ``cache``, a
+    scope learnt before in the same audit is reused (with the notes it made).
 
     Raises MissingDockerSdk when a Docker daemon answers and the Docker SDK for Python is missing.
     """
@@ -198,7 +211,8 @@ def discover_scopes(
                 )
         else:
             try:
-                scopes.append(docker_scope(docker_host, timeout, notes))
+                scopes.append(_cached(cache, ("docker", docker_host, timeout), notes,
+                                      lambda more: docker_scope(docker_host, timeout, more)))
             except DockerEngineError as exc:
                 notes.append(f"Docker {what} were not examined: {exc}")
     if "podman" in engines:
@@ -206,13 +220,34 @@ def discover_scopes(
             notes.append(f"podman is not installed on this host; no podman {what} were examined")
         else:
             for account in podman_accounts(podman_users, notes, what):
+                key = ("podman", None if account is None else account.uid, namespaces)
                 try:
-                    scopes.append(podman_scope(runner, account, namespaces))
+                    scopes.append(_cached(cache, key, notes, partial(_podman_scope, runner, account, namespaces)))
                 except PodmanError as exc:
                     notes.append(
                         f"podman {what} of {'root' if account is None else account.name} were not examined: {exc}"
                     )
     return scopes
+
+
+def _podman_scope(runner: Runner, account: Account | None, namespace: bool, _notes: list[str]) -> EngineScope:
+    return podman_scope(runner, account, namespace)
+
+
+def _cached(
+    cache: EngineCache | None, key: tuple[Any, ...], notes: list[str], make: Callable[[list[str]], EngineScope]
+) -> EngineScope:
+    """``make(notes)``, or the scope (and its notes) made for ``key`` before in this audit."""
+    if cache is not None and key in cache.scopes:
+        scope, made = cache.scopes[key]
+        notes.extend(made)
+        return scope
+    more: list[str] = []
+    scope = make(more)
+    notes.extend(more)
+    if cache is not None:
+        cache.scopes[key] = (scope, more)
+    return scope
 
 
 def list_volumes(scope: EngineScope, runner: Runner, names: Sequence[str] = ()) -> list[Volume]:
@@ -282,12 +317,28 @@ def _json_list(text: str) -> list[Mapping[str, Any]]:
 
 
 def scope_containers(
-    scope: EngineScope, runner: Runner, notes: list[str], names: Sequence[str] = ()
+    scope: EngineScope, runner: Runner, notes: list[str], names: Sequence[str] = (), cache: EngineCache | None = None
 ) -> list[Container]:
-    """The containers of one engine scope (only ``names`` when given), their notes added to ``notes``.
+    """The containers of one engine scope (only ``names`` when given), their notes added to ``notes``;
+    with ``cache``, those listed before in the same audit (a rootless user's are the same whether its
+    scope learnt the namespace or the containers did).
 
     Raises DockerEngineError or PodmanError when the engine cannot list them.
     """
+    key = (scope.engine, None if scope.account is None else scope.account.uid, tuple(names))
+    if cache is not None and key in cache.containers:
+        containers, more = cache.containers[key]
+        notes.extend(more)
+        return containers
+    more = []
+    containers = _scope_containers(scope, runner, more, names)
+    notes.extend(more)
+    if cache is not None:
+        cache.containers[key] = (containers, more)
+    return containers
+
+
+def _scope_containers(scope: EngineScope, runner: Runner, notes: list[str], names: Sequence[str]) -> list[Container]:
     if scope.engine == "docker" and scope.docker is not None:
         remap = None if scope.uid_map.is_identity else (scope.uid_map, scope.gid_map)
         containers = docker_containers(scope.docker, remap, names)
