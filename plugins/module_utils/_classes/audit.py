@@ -142,9 +142,7 @@ def audit(
             others = tuple(engine for engine in detection_request.engines if engine != "docker")
             detection_request = dataclasses.replace(detection_request, engines=others)
             entry["error"] = f"Docker was not examined: {docker_down}"
-        if dataclasses.is_dataclass(detection_request) and any(
-            item.name == "cache" for item in dataclasses.fields(detection_request)
-        ):
+        if hasattr(detection_request, "cache"):  # the detections that examine containers share one EngineCache
             detection_request = dataclasses.replace(detection_request, cache=cache)
         try:
             found = detection.run(detection_request, runner)["findings"]

@@ -214,7 +214,8 @@ def rootless_namespace(runner: Runner, account: Account) -> tuple[tuple[IdMap, I
     try:
         both = _split_head(run_podman(runner, ["unshare", "head", "-n", "340", *MAP_FILES], account, check=False))
         if both is None:  # no head that prints its file names: one call per file
-            both = tuple(run_podman(runner, ["unshare", "cat", path], account).stdout for path in MAP_FILES)
+            both = (run_podman(runner, ["unshare", "cat", MAP_FILES[0]], account).stdout,
+                    run_podman(runner, ["unshare", "cat", MAP_FILES[1]], account).stdout)
         uid_map, gid_map = parse_proc_map(both[0]), parse_proc_map(both[1])
         if uid_map.ranges and gid_map.ranges:
             return (uid_map, gid_map), "podman unshare"
