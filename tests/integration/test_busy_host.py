@@ -77,7 +77,7 @@ def busy_host(docker_client: Any) -> Iterator[dict[str, Any]]:
         # an image whose /etc/passwd is a relative symbolic link (the layer reader falls back)
         linked = f"{tag}-linked:latest"
         docker_client.images.client.api.import_image_from_data(
-            _tar_with({"etc/passwd": "passwd.real", "etc/passwd.real": passwd}), repository=linked.split(":")[0],
+            _tar_with({"etc/passwd": "passwd.real", "etc/passwd.real": passwd}), repository=f"{tag}-linked",
             tag="latest",
         )
         made["images"].append(linked)
@@ -94,12 +94,12 @@ def busy_host(docker_client: Any) -> Iterator[dict[str, Any]]:
         root_dir = directory("root", 0, 0, 0o755)
         plan: list[tuple[str, str, str, tuple[str, ...], bool]] = []  # image, user, source, group_add, running
         plan += [(lib.IMAGE_BUSYBOX, "1000:1000", app_dir, (), index % 2 == 0) for index in range(8)]
-        plan += [(lib.IMAGE_BUSYBOX, "1000:1000", staff_dir, ("staff",), False) for _ in range(2)]
+        plan += [(lib.IMAGE_BUSYBOX, "1000:1000", staff_dir, ("staff",), False) for _index in range(2)]
         plan += [(lib.IMAGE_BUSYBOX, "app", staff_dir, (), index == 0) for index in range(5)]
-        plan += [(lib.IMAGE_BUSYBOX, "postgres", app_dir, (), False) for _ in range(3)]
-        plan += [(lib.IMAGE_BUSYBOX, "", root_dir, (), False) for _ in range(2)]
+        plan += [(lib.IMAGE_BUSYBOX, "postgres", app_dir, (), False) for _index in range(3)]
+        plan += [(lib.IMAGE_BUSYBOX, "", root_dir, (), False) for _index in range(2)]
         plan += [(regrouped, "app", staff_dir, (), index == 0) for index in range(4)]
-        plan += [(linked, "app", staff_dir, (), False) for _ in range(3)]
+        plan += [(linked, "app", staff_dir, (), False) for _index in range(3)]
         changed: list[str] = []
         for index, (image, user, source, group_add, running) in enumerate(plan):
             name = f"{tag}-d{index}"
@@ -128,8 +128,8 @@ def busy_host(docker_client: Any) -> Iterator[dict[str, Any]]:
         # rootful podman
         lib.podman_import_busybox(None, f"localhost/{tag}-busybox")
         made["images"].append(f"podman:localhost/{tag}-busybox")
-        for index, (user, source) in enumerate((("app", staff_dir), ("postgres", app_dir), ("1000:1000", app_dir),
-                                                 ("", root_dir))):
+        podman_plan = (("app", staff_dir), ("postgres", app_dir), ("1000:1000", app_dir), ("", root_dir))
+        for index, (user, source) in enumerate(podman_plan):
             name = f"{tag}-p{index}"
             argv = ["podman", "create", "--name", name, "--network", "none", "--ulimit", "nofile=1024:1024",
                     "--ulimit", "nproc=1024:1024", "-v", f"{source}:/data"]
