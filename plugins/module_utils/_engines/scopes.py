@@ -130,6 +130,16 @@ class EngineCache:
     def __init__(self) -> None:
         self.scopes: dict[tuple[Any, ...], tuple[EngineScope, list[str]]] = {}
         self.containers: dict[tuple[Any, ...], tuple[list[Container], list[str]]] = {}
+        self.namespaces: dict[int, tuple[IdMap, IdMap]] = {}
+
+
+def _namespace(runner: Runner, account: Account, cache: EngineCache | None) -> tuple[IdMap, IdMap]:
+    """A rootless user's namespace, learnt once per audit with ``cache`` (PodmanError when unknown)."""
+    if cache is None:
+        return rootless_namespace(runner, account)[0]
+    if account.uid not in cache.namespaces:
+        cache.namespaces[account.uid] = rootless_namespace(runner, account)[0]
+    return cache.namespaces[account.uid]
 
 
 def docker_scope(docker_host: str, timeout: int, notes: list[str]) -> EngineScope:
@@ -157,12 +167,14 @@ def docker_scope(docker_host: str, timeout: int, notes: list[str]) -> EngineScop
     return scope
 
 
-def podman_scope(runner: Runner, account: Account | None, namespace: bool = True) -> EngineScope:
+def podman_scope(
+    runner: Runner, account: Account | None, namespace: bool = True, cache: EngineCache | None = None
+) -> EngineScope:
     """Rootful podman (``account`` None) or one user's; with ``namespace``, the user's namespace is
     learnt now (PodmanError when it cannot be)."""
     scope = EngineScope("podman", account=account, namespace=namespace or account is None)
     if account is not None and namespace:
-        (scope.uid_map, scope.gid_map), _source = rootless_namespace(runner, account)
+        scope.uid_map, scope.gid_map = _namespace(runner, account, cache)
     return scope
 
 
@@ -222,7 +234,8 @@ def discover_scopes(
             for account in podman_accounts(podman_users, notes, what):
                 key = ("podman", None if account is None else account.uid, namespaces)
                 try:
-                    scopes.append(_cached(cache, key, notes, partial(_podman_scope, runner, account, namespaces)))
+                    make = partial(_podman_scope, runner, account, namespaces, cache)
+                    scopes.append(_cached(cache, key, notes, make))
                 except PodmanError as exc:
                     notes.append(
                         f"podman {what} of {'root' if account is None else account.name} were not examined: {exc}"
@@ -230,8 +243,10 @@ def discover_scopes(
     return scopes
 
 
-def _podman_scope(runner: Runner, account: Account | None, namespace: bool, _notes: list[str]) -> EngineScope:
-    return podman_scope(runner, account, namespace)
+def _podman_scope(
+    runner: Runner, account: Account | None, namespace: bool, cache: EngineCache | None, _notes: list[str]
+) -> EngineScope:
+    return podman_scope(runner, account, namespace, cache)
 
 
 def _cached(
@@ -331,19 +346,26 @@ def scope_containers(
         notes.extend(more)
         return containers
     more = []
-    containers = _scope_containers(scope, runner, more, names)
+    containers = _scope_containers(scope, runner, more, names, cache)
     notes.extend(more)
     if cache is not None:
         cache.containers[key] = (containers, more)
     return containers
 
 
-def _scope_containers(scope: EngineScope, runner: Runner, notes: list[str], names: Sequence[str]) -> list[Container]:
+def _scope_containers(
+    scope: EngineScope, runner: Runner, notes: list[str], names: Sequence[str], cache: EngineCache | None
+) -> list[Container]:
     if scope.engine == "docker" and scope.docker is not None:
         remap = None if scope.uid_map.is_identity else (scope.uid_map, scope.gid_map)
         containers = docker_containers(scope.docker, remap, names)
     else:
         known = (scope.uid_map, scope.gid_map) if scope.account is not None and scope.namespace else None
+        if known is None and scope.account is not None and cache is not None:
+            try:
+                known = _namespace(runner, scope.account, cache)
+            except PodmanError:
+                known = None  # podman_containers tries again and says why in a note
         containers, more = podman_containers(runner, scope.account, names, rootless_ns=known)
         notes.extend(more)
     for container in containers:

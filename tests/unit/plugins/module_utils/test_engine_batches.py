@@ -116,7 +116,7 @@ def test_one_audit_learns_scopes_and_containers_once(monkeypatch: pytest.MonkeyP
     made: list[Any] = []
     listed: list[Any] = []
 
-    def podman_scope(runner: Any, account: Any, namespace: bool = True) -> EngineScope:
+    def podman_scope(runner: Any, account: Any, namespace: bool = True, cache: Any = None) -> EngineScope:
         made.append(account)
         return EngineScope("podman", account=account)
 
@@ -136,6 +136,18 @@ def test_one_audit_learns_scopes_and_containers_once(monkeypatch: pytest.MonkeyP
     assert made == [None] and listed == [None]
     discover_scopes(lambda argv, cwd: (0, "", ""), [], what="containers", engines=("podman",), podman_users=("root",))
     assert made == [None, None]  # without a cache: asked again
+
+
+def test_one_audit_learns_a_rootless_namespace_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    out = "==> /proc/self/uid_map <==\n0 1500 1\n1 100000 65536\n==> /proc/self/gid_map <==\n0 1500 1\n1 100000 65536\n"
+    runner = Calls({HEAD: (0, out, ""), ("ps", "-a", "--format", "json"): (0, "[]", "")})
+    monkeypatch.setattr(_scopes.Account, "lookup", classmethod(lambda cls, name: USER))
+    cache = EngineCache()
+    for namespaces in (False, True):  # bind_mount_info leaves it to the containers, volume_owner_info asks
+        scopes = discover_scopes(runner, [], what="x", engines=("podman",), podman_users=("app",),
+                                 namespaces=namespaces, cache=cache)
+        scope_containers(scopes[0], runner, [], cache=cache)
+    assert runner.seen.count(HEAD) == 1 and runner.seen.count(("ps", "-a", "--format", "json")) == 1
 
 
 def test_bounded_map_keeps_order_and_raises_the_first_error() -> None:
