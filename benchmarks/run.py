@@ -33,10 +33,22 @@ What is measured (every figure is the median of ``--repeats`` runs, with min and
   layer, the engine against chown -R (and find -exec);
 - fleet: containers from permfix-test/bookworm (network none) reached with
   community.docker.docker; ``ansible-playbook playbooks/audit.yml`` against
-  ``ansible all -m ping`` over the same 10 and 20 hosts (forks = number of hosts).
+  ``ansible all -m ping`` over the same 10 and 20 hosts (forks = number of hosts);
+- busy host (``--busy 0,50,200,500``): that many Docker containers of permfix-test/busybox
+  (``--user 1000:1000``, one bind mount each, even ones running), 100 named volumes, 20 rootful
+  podman containers and two rootless podman users (made for the run) with 20 containers each
+  (``--network none``); ``audit_info``'s module time minus a same-run ``ansible -m ping``
+  against ``docker inspect`` of every container (CLI) plus ``podman ps -a --format json`` and
+  ``podman inspect`` per user, the cost per added container, the podman part alone
+  (``bind_mount_info`` per podman scope), and the account-file reads of the same containers as
+  a named user through the layer directories against the archive endpoint. The busy part
+  alone: ``--sizes '' --fleet '' --overlay-entries 0``; it then replaces only its own section of
+  docs/benchmarks.md (and docs/benchmarks-busy-host.png; matplotlib from
+  benchmarks/requirements.txt). Run it under ``flock /tmp/permfix-engine.lock``.
 
-Everything the benchmark creates (trees, the overlay mount, containers named pfbench-*) is
-removed at the end, also after an error or Ctrl-C.
+Everything the benchmark creates (trees, the overlay mount, containers named pfbench-* and
+pfbusy-*, volumes, podman images, the rootless users) is removed at the end, also after an
+error or Ctrl-C.
 """
 
 from __future__ import annotations
@@ -47,6 +59,7 @@ import hashlib
 import json
 import os
 import platform
+import pwd
 import resource
 import shutil
 import signal
@@ -65,6 +78,7 @@ VENV_BIN = Path(sys.executable).parent
 ANALYSIS = Path(__file__).resolve().parent / "analysis.md"
 DOC = REPO / "docs" / "benchmarks.md"
 IMAGE = "permfix-test/bookworm:latest"
+IMAGE_BUSYBOX = "permfix-test/busybox:latest"
 TARGET_PYTHON = "/usr/bin/python3"
 TIME = "/usr/bin/time"  # GNU time, for the peak RSS of each command
 
@@ -545,6 +559,209 @@ class Bench:
 
 
 # --------------------------------------------------------------------------------------------
+# A busy host: hundreds of Docker containers, named volumes, rootless podman users
+
+READS_CHILD = r"""
+import json, sys, time
+sys.path.insert(0, sys.argv[1])
+from ansible_collections.permfix.containers.plugins.module_utils._engines import containers as c, docker as d
+engine = d.connect(timeout=60)
+ours = [item for item in c.docker_containers(engine, read_accounts=False) if item.name.startswith(sys.argv[2])]
+for item in ours:
+    item.user = "app"  # a named user: passwd and group are needed
+out = {"containers": len(ours)}
+for mode in ("auto", "engine"):
+    for item in ours:
+        item.accounts = None
+    reader = c.AccountFiles(lambda item, path: engine.read_file(item.id, path), c.ENGINE_WORKERS, mode=mode)
+    start = time.perf_counter()
+    reader.complete(ours)
+    out[mode] = {"seconds": time.perf_counter() - start, "stats": reader.stats,
+                 "resolved": sum(1 for item in ours if item.accounts is not None and item.accounts.user("app"))}
+print(json.dumps(out))
+"""
+
+
+class BusyHost:
+    """Docker containers of one image (numeric user, one bind mount each, half running), named
+    volumes, rootful podman containers and rootless podman users with containers of their own."""
+
+    def __init__(self, bench: Bench, volumes: int, users: int, per_user: int, rootful: int) -> None:
+        self.bench = bench
+        self.prefix = f"pfbusy-{uuid.uuid4().hex[:6]}"
+        self.root = os.path.join(bench.base, "busy")
+        self.docker: list[str] = []
+        self.volumes: list[str] = []
+        self.podman: list[str] = []
+        self.users: list[str] = []
+        self.counts = (volumes, users, per_user, rootful)
+        self.podman_image = f"localhost/{self.prefix}-busybox"
+
+    def _dir(self, name: str, uid: int, gid: int) -> str:
+        path = os.path.join(self.root, name)
+        os.makedirs(path, exist_ok=True)
+        os.chown(path, uid, gid)
+        return path
+
+    def _podman(self, user: str | None, argv: Sequence[str]) -> subprocess.CompletedProcess:
+        command = ["podman", *argv]
+        if user is not None:
+            entry = pwd.getpwnam(user)
+            command = ["runuser", "-u", user, "--", "env", "-i", f"HOME={entry.pw_dir}", f"USER={user}",
+                       f"LOGNAME={user}", "PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
+                       f"XDG_RUNTIME_DIR=/run/user/{entry.pw_uid}", *command]
+        proc = subprocess.run(command, capture_output=True, text=True, check=False,
+                              cwd=pwd.getpwnam(user).pw_dir if user else "/")
+        if proc.returncode:
+            raise RuntimeError(f"{' '.join(command)} failed: {proc.stderr.strip()[-1000:]}")
+        return proc
+
+    def _podman_create(self, user: str | None, name: str, source: str) -> None:
+        self._podman(user, ["create", "--name", name, "--network", "none", "--user", "1000:1000",
+                            "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024",
+                            "-v", f"{source}:/data", self.podman_image, "sleep", "infinity"])
+
+    def setup(self) -> None:
+        volumes, users, per_user, rootful = self.counts
+        os.makedirs(self.root, exist_ok=True)
+        os.chmod(self.bench.base, 0o711)  # the rootless users reach their bind mount sources
+        os.chmod(self.root, 0o755)
+        tarball = "/var/cache/permfix-tests/busybox-rootfs.tar"
+        print(f"busy host {self.prefix}: {volumes} volumes, {rootful} rootful podman containers, "
+              f"{users} rootless users with {per_user} containers each", flush=True)
+        for index in range(volumes):
+            name = f"{self.prefix}-v{index:03d}"
+            subprocess.run(["docker", "volume", "create", name], check=True, stdout=subprocess.DEVNULL)
+            self.volumes.append(name)
+        self._podman(None, ["import", tarball, self.podman_image])
+        for index in range(rootful):
+            name = f"{self.prefix}-p{index:03d}"
+            self._podman_create(None, name, self._dir(name, 1000, 1000))
+            self.podman.append(name)
+        os.chmod(tarball, 0o644)
+        for number in range(users):
+            user = f"pfbu{uuid.uuid4().hex[:6]}{number}"
+            subprocess.run(["useradd", "--create-home", "--shell", "/bin/bash", "--user-group", user],
+                           check=True, capture_output=True)
+            self.users.append(user)
+            entry = pwd.getpwnam(user)
+            runtime = f"/run/user/{entry.pw_uid}"
+            os.makedirs(runtime, mode=0o700, exist_ok=True)
+            os.chown(runtime, entry.pw_uid, entry.pw_gid)
+            subuid = Path("/etc/subuid").read_text(encoding="utf-8").splitlines()
+            start = next(int(line.split(":")[1]) for line in subuid if line.split(":")[0] == user)
+            self._podman(user, ["import", tarball, self.podman_image])
+            for index in range(per_user):
+                name = f"{self.prefix}-u{number}-{index:02d}"
+                # container 1000 is host subuid start + 999 in the user's namespace
+                self._podman_create(user, name, self._dir(name, start + 999, start + 999))
+
+    def grow(self, count: int) -> None:
+        """Docker containers up to ``count`` (even ones running); one bind mount each."""
+        while len(self.docker) < count:
+            index = len(self.docker)
+            name = f"{self.prefix}-d{index:04d}"
+            source = self._dir(name, 1000, 1000)
+            verb = ["run", "-d"] if index % 2 == 0 else ["create"]
+            subprocess.run(["docker", *verb, "--name", name, "--user", "1000:1000", "--network", "none",
+                            "-v", f"{source}:/data", IMAGE_BUSYBOX, "sleep", "infinity"],
+                           check=True, stdout=subprocess.DEVNULL)
+            self.docker.append(name)
+
+    def engines_list(self) -> dict[str, float]:
+        """``docker inspect`` of every container (CLI), ``podman ps -a --format json`` plus ``podman
+        inspect`` for root and each user: what the engines need to list what the audit looks at."""
+        out: dict[str, float] = {}
+        ids = subprocess.run(["docker", "ps", "-aq"], capture_output=True, text=True, check=True).stdout.split()
+        start = time.perf_counter()
+        if ids:
+            subprocess.run(["docker", "inspect", *ids], check=True, stdout=subprocess.DEVNULL)
+        out["docker_inspect"] = time.perf_counter() - start
+        for who in [None, *self.users]:
+            start = time.perf_counter()
+            listed = json.loads(self._podman(who, ["ps", "-a", "--format", "json"]).stdout or "[]")
+            ps_seconds = time.perf_counter() - start
+            ids = [item["Id"] for item in listed]
+            start = time.perf_counter()
+            if ids:
+                self._podman(who, ["inspect", *ids])
+            key = "root" if who is None else f"user{self.users.index(who)}"
+            out[f"podman_ps/{key}"] = ps_seconds
+            out[f"podman_ps_inspect/{key}"] = ps_seconds + time.perf_counter() - start
+        return out
+
+    def audit(self, env: dict[str, str] | None = None) -> Sample:
+        argv = [str(VENV_BIN / "ansible"), "localhost", "-i", "localhost,", "-c", "local", "-m",
+                "permfix.containers.audit_info"]
+        sample, out = measure(argv, env=env or self.bench.env, cwd=self.bench.base)
+        if "FAILED" in out or "=>" not in out:
+            raise RuntimeError(f"audit_info failed: {out[-2000:]}")
+        result = json.loads(out[out.index("=>") + 2:])
+        if result.get("errors"):
+            raise RuntimeError(f"audit_info reported errors: {result['errors']}")
+        sample.extra = {"findings": len(result["findings"])}
+        return sample
+
+    def podman_module(self, who: str | None) -> Sample:
+        """bind_mount_info on one podman scope (root or a user): the podman part of the audit alone."""
+        module_args = json.dumps({"engines": ["podman"], "podman_users": [who or "root"]})
+        argv = [str(VENV_BIN / "ansible"), "localhost", "-i", "localhost,", "-c", "local", "-m",
+                "permfix.containers.bind_mount_info", "-a", module_args]
+        sample, out = measure(argv, env=self.bench.env, cwd=self.bench.base)
+        if "FAILED" in out:
+            raise RuntimeError(f"bind_mount_info failed: {out[-2000:]}")
+        return sample
+
+    def reads(self) -> dict[str, Any]:
+        _sample, out = measure([sys.executable, "-c", READS_CHILD, self.bench.coll, self.prefix])  # needs ansible
+        return json.loads(out)
+
+    def run(self, sizes: Sequence[int], repeats: int) -> dict[str, Any]:
+        res = self.bench.results
+        self.setup()
+        per_size: dict[str, Any] = {}
+        for count in sorted(sizes):
+            started = time.perf_counter()
+            self.grow(count)
+            print(f"busy host: {count} Docker containers ready in {time.perf_counter() - started:.1f} s", flush=True)
+            for _repeat in range(repeats):
+                self.bench.ping(f"busy/{count}/ping")
+                res.add(f"busy/{count}/audit", self.audit())
+                for key, seconds in self.engines_list().items():
+                    res.add(f"busy/{count}/{key}", Sample(seconds, 0.0, 0))
+                for who in [None, *self.users[:1]]:
+                    key = "root" if who is None else "user0"
+                    res.add(f"busy/{count}/podman_module/{key}", self.podman_module(who))
+            if count:
+                per_size[str(count)] = {"reads": self.reads()}
+                print(f"  account reads of {count} named-user containers: {per_size[str(count)]['reads']}", flush=True)
+        return per_size
+
+    def cleanup(self) -> None:
+        for name in self.docker:
+            subprocess.run(["docker", "rm", "-f", name], check=False, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+        for name in self.volumes:
+            subprocess.run(["docker", "volume", "rm", "-f", name], check=False, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+        for name in self.podman:
+            subprocess.run(["podman", "rm", "-f", name], check=False, capture_output=True)
+        subprocess.run(["podman", "rmi", "-f", self.podman_image], check=False, capture_output=True)
+        for user in self.users:
+            subprocess.run(["pkill", "-KILL", "-u", user], check=False, capture_output=True)
+            time.sleep(0.5)
+            home = pwd.getpwnam(user).pw_dir
+            uid = pwd.getpwnam(user).pw_uid
+            # rootless storage holds files of subordinate ids: remove it inside the user's namespace first
+            subprocess.run(["runuser", "-u", user, "--", "env", f"HOME={home}", f"XDG_RUNTIME_DIR=/run/user/{uid}",
+                            "podman", "system", "reset", "-f"], check=False, capture_output=True, cwd=home)
+            subprocess.run(["userdel", "--remove", "--force", user], check=False, capture_output=True)
+            shutil.rmtree(home, ignore_errors=True)
+            shutil.rmtree(f"/run/user/{uid}", ignore_errors=True)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------------------------
 # The report
 
 
@@ -767,6 +984,135 @@ def write_doc(path: Path, info: dict[str, str], args: argparse.Namespace, bench:
     return text
 
 
+BUSY_START = "<!-- busy-host: generated by benchmarks/run.py --busy; do not edit -->"
+BUSY_END = "<!-- busy-host: end -->"
+BUSY_PLOT = REPO / "docs" / "benchmarks-busy-host.png"
+
+
+def busy_section(bench: Bench, info: dict[str, str], sizes: Sequence[int], busy: BusyHost,
+                 extra: dict[str, Any], plot: str | None) -> str:
+    res = bench.results
+    volumes, users, per_user, rootful = busy.counts
+    lines = [BUSY_START, "", "## Busy host: `audit_info` against the engines' own listing", ""]
+    add = lines.append
+    add(f"Run {info['date']}, load average {info['busy_load']} (1, 5, 15 min; start, end of this part), "
+        f"Docker {info['docker']}, {info['cpu']}; `{' '.join(sys.argv[1:]) or '(defaults)'}`.")
+    add("")
+    add(f"The host: N Docker containers of one image (`--user 1000:1000`, one bind mount each, even ones running), "
+        f"{volumes} named Docker volumes, {rootful} rootful podman containers and {users} rootless podman users "
+        f"with {per_user} containers each (`--network none`), all made by the benchmark and removed after it. "
+        "`audit` is `ansible localhost -m permfix.containers.audit_info` (every detection) minus the median "
+        "`ansible localhost -m ping` of the same N; `docker inspect` is the CLI on every container "
+        "(`docker inspect $(docker ps -aq)`); `podman` is `podman ps -a --format json` plus `podman inspect` of "
+        "the listed ids, for root and each user, summed. Medians of the repeats (min-max), wall seconds.")
+    add("")
+    add("| Docker containers | ping s | audit_info s | audit - ping s | docker inspect s | podman ps+inspect s "
+        "| (audit - ping) / docker inspect | (audit - ping) / (docker + podman) | per added container ms |")
+    add("|---|---|---|---|---|---|---|---|---|")
+    previous: tuple[int, float] | None = None
+    for count in sorted(sizes):
+        key = f"busy/{count}"
+        ping = res.median(f"{key}/ping")
+        net = res.median(f"{key}/audit") - ping
+        docker_s = res.median(f"{key}/docker_inspect")
+        podman_s = sum(res.median(k) for k in res.samples if k.startswith(f"{key}/podman_ps_inspect/"))
+        step = "-"
+        if previous is not None and count > previous[0]:
+            step = f"{(net - previous[1]) / (count - previous[0]) * 1000:.2f}"
+        add(f"| {count} | {fmt(res.stat(f'{key}/ping'))} | {fmt(res.stat(f'{key}/audit'))} | {net:.2f} "
+            f"| {fmt(res.stat(f'{key}/docker_inspect'))} | {podman_s:.2f} | "
+            f"{net / docker_s:.1f} | {net / (docker_s + podman_s):.1f} | {step} |")
+        previous = (count, net)
+    add("")
+    add("Podman alone: `bind_mount_info` with `engines: [podman]` and one `podman_users` entry (the podman part "
+        "of the audit: one `ps` and one `inspect` per user, no `podman cp`) minus ping, against `podman ps -a` plus "
+        "`podman inspect` of the same containers.")
+    add("")
+    add("| Docker containers | scope | containers | bind_mount_info - ping s | podman ps+inspect s | ratio |")
+    add("|---|---|---|---|---|---|")
+    for count in sorted(sizes):
+        key = f"busy/{count}"
+        ping = res.median(f"{key}/ping")
+        for scope, containers in (("root", rootful), ("user0", per_user)):
+            module = res.median(f"{key}/podman_module/{scope}") - ping
+            listing = res.median(f"{key}/podman_ps_inspect/{scope}")
+            add(f"| {count} | {'rootful' if scope == 'root' else 'rootless user'} | {containers} | {module:.2f} "
+                f"| {listing:.2f} | {module / listing:.1f} |")
+    add("")
+    add("Reading the account files of the same Docker containers as if each ran as the named user `app` (so "
+        "/etc/passwd and /etc/group are needed), in one target Python: the layer reader (one read per distinct "
+        "source, shared by every container of the image) against the engine's archive endpoint per container "
+        f"({ENGINE_WORKERS_TEXT}).")
+    add("")
+    add("| Docker containers | layers s | layer reads, shared | archive endpoint s | archive reads | resolved both |")
+    add("|---|---|---|---|---|---|")
+    for count in sorted(sizes):
+        reads = extra.get(str(count), {}).get("reads")
+        if not reads:
+            continue
+        fast, slow = reads["auto"], reads["engine"]
+        add(f"| {reads['containers']} | {fast['seconds']:.3f} | {fast['stats']['layers']}, "
+            f"{fast['stats']['shared']} | {slow['seconds']:.2f} | {slow['stats']['engine']} "
+            f"| {fast['resolved']}, {slow['resolved']} |")
+    add("")
+    if plot:
+        add(f"![audit_info against the engines' listing by number of containers]({plot})")
+        add("")
+    add(BUSY_END)
+    return "\n".join(lines)
+
+
+ENGINE_WORKERS_TEXT = "4 threads, as the modules use"
+
+
+def busy_plot(bench: Bench, sizes: Sequence[int], path: Path) -> str | None:
+    """A PNG of the audit's cost and the engines' listing by number of containers (None: no matplotlib)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed (pip install -r benchmarks/requirements.txt): no plot", flush=True)
+        return None
+    res = bench.results
+    counts = sorted(sizes)
+    net = [res.median(f"busy/{c}/audit") - res.median(f"busy/{c}/ping") for c in counts]
+    docker_s = [res.median(f"busy/{c}/docker_inspect") for c in counts]
+    podman_s = [sum(res.median(k) for k in res.samples if k.startswith(f"busy/{c}/podman_ps_inspect/"))
+                for c in counts]
+    figure, axis = plt.subplots(figsize=(7, 4.2), dpi=110)
+    axis.plot(counts, net, marker="o", label="audit_info module time minus ping")
+    axis.plot(counts, docker_s, marker="s", label="docker inspect of every container (CLI)")
+    axis.plot(counts, [d + p for d, p in zip(docker_s, podman_s)], marker="^",
+              label="docker inspect + podman ps/inspect of every user")
+    axis.plot(counts, [10 * d for d in docker_s], linestyle="--", color="grey", label="10 x docker inspect (target)")
+    axis.set_xlabel("Docker containers on the host (plus the podman ones)")
+    axis.set_ylabel("seconds")
+    axis.set_title("Busy host: audit cost by number of containers")
+    axis.grid(True, alpha=0.3)
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+    return path.name
+
+
+def splice_section(doc: Path, section: str) -> None:
+    """Put ``section`` into ``doc`` in place of the previous one (else before the analysis, else at the end)."""
+    text = doc.read_text(encoding="utf-8") if doc.exists() else ""
+    if BUSY_START in text and BUSY_END in text:
+        before, rest = text.split(BUSY_START, 1)
+        after = rest.split(BUSY_END, 1)[1]
+        text = before + section + after
+    elif "\n## Analysis" in text:
+        before, after = text.split("\n## Analysis", 1)
+        text = before + "\n" + section + "\n\n## Analysis" + after
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    doc.write_text(text, encoding="utf-8")
+
+
 # --------------------------------------------------------------------------------------------
 
 
@@ -782,18 +1128,27 @@ def main() -> int:
     parser.add_argument("--doc", default=str(DOC), help="where to write the report (docs/benchmarks.md)")
     parser.add_argument("--no-doc", action="store_true", help="print the report instead of writing it")
     parser.add_argument("--json", help="also write every sample to this JSON file")
+    parser.add_argument("--busy", default="0,50,200,500",
+                        help="busy host: numbers of Docker containers, comma-separated (empty: skip)")
+    parser.add_argument("--busy-volumes", type=int, default=100, help="busy host: named Docker volumes")
+    parser.add_argument("--busy-users", type=int, default=2, help="busy host: rootless podman users")
+    parser.add_argument("--busy-user-containers", type=int, default=20, help="busy host: containers per user")
+    parser.add_argument("--busy-rootful", type=int, default=20, help="busy host: rootful podman containers")
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("run as root: the benchmark changes owners, mounts overlayfs and starts containers", file=sys.stderr)
         return 2
     sizes = [int(value) for value in args.sizes.split(",") if value]
     fleet_sizes = [int(value) for value in args.fleet.split(",") if value]
+    busy_sizes = [int(value) for value in args.busy.split(",") if value]
     info = machine()
     print(json.dumps(info, indent=1), flush=True)
     base = tempfile.mkdtemp(prefix="permfix-bench-", dir="/var/tmp")
     bench = Bench(args, base)
     trees: dict[int, int] = {}
     overlay = None
+    busy: BusyHost | None = None
+    busy_extra: dict[str, Any] = {}
     try:
         for size in sizes:
             started = time.perf_counter()
@@ -817,6 +1172,15 @@ def main() -> int:
             except (OSError, RuntimeError, subprocess.CalledProcessError, ValueError) as exc:
                 print(f"fleet part failed: {exc}", file=sys.stderr)
                 bench.errors.append(f"fleet: {exc}")
+        if busy_sizes:
+            start_load = " ".join(Path("/proc/loadavg").read_text(encoding="utf-8").split()[:3])
+            busy = BusyHost(bench, args.busy_volumes, args.busy_users, args.busy_user_containers, args.busy_rootful)
+            try:
+                busy_extra = busy.run(busy_sizes, args.repeats)
+            finally:
+                busy.cleanup()
+            info["busy_load"] = (f"{start_load}, "
+                                 + " ".join(Path("/proc/loadavg").read_text(encoding="utf-8").split()[:3]))
     finally:
         merged = os.path.join(base, "overlay", "merged")
         if os.path.ismount(merged):
@@ -830,7 +1194,15 @@ def main() -> int:
     if args.json:
         Path(args.json).write_text(json.dumps({"machine": info, "samples": bench.results.as_json()}, indent=1),
                                    encoding="utf-8")
-    text = write_doc(Path(args.doc), info, args, bench, sizes, trees, overlay)
+    text = ""
+    if sizes or fleet_sizes or args.overlay_entries:
+        text = write_doc(Path(args.doc), info, args, bench, sizes, trees, overlay)
+    if busy is not None:
+        plot = None if args.no_doc else busy_plot(bench, busy_sizes, Path(args.doc).parent / BUSY_PLOT.name)
+        section = busy_section(bench, info, busy_sizes, busy, busy_extra, plot)
+        text += "\n" + section
+        if not args.no_doc:
+            splice_section(Path(args.doc), section)
     if args.no_doc:
         print(text)
     else:

@@ -28,6 +28,7 @@ from ansible_collections.permfix.containers.plugins.module_utils._engines.docker
     docker_options,
     docker_presence,
 )
+from ansible_collections.permfix.containers.plugins.module_utils._engines.scopes import EngineCache
 
 # In this order: the order of the findings in the result and in the report.
 DETECTIONS: tuple[Detection, ...] = (SUBID_INFO, PORT_INFO, BIND_MOUNT_INFO, VOLUME_INFO)
@@ -129,6 +130,7 @@ def audit(
     docker_down = docker_problem(request.docker_host, report)
     findings: list[dict[str, Any]] = []
     summary: dict[str, dict[str, Any]] = {}
+    cache = EngineCache()  # the engines' scopes and containers, learnt once for every detection of this run
     for detection in detections:
         entry: dict[str, Any] = {"ran": False, "findings": 0, "error": None}
         summary[detection.name] = entry
@@ -140,6 +142,8 @@ def audit(
             others = tuple(engine for engine in detection_request.engines if engine != "docker")
             detection_request = dataclasses.replace(detection_request, engines=others)
             entry["error"] = f"Docker was not examined: {docker_down}"
+        if hasattr(detection_request, "cache"):  # the detections that examine containers share one EngineCache
+            detection_request = dataclasses.replace(detection_request, cache=cache)
         try:
             found = detection.run(detection_request, runner)["findings"]
         except DetectionError as exc:

@@ -60,11 +60,13 @@ from ansible_collections.permfix.containers.plugins.module_utils._engines.podman
 from ansible_collections.permfix.containers.plugins.module_utils._engines.scopes import (
     ENGINES,
     SCOPE_ARGUMENT_SPEC,
+    EngineCache,
     discover_scopes,
     scope_containers,
     scope_options,
 )
 from ansible_collections.permfix.containers.plugins.module_utils._engines.walk import (
+    MountinfoCache,
     OwnershipError,
     Target,
     WalkOptions,
@@ -128,6 +130,7 @@ class BindMountInfoRequest:
     scan: bool = True
     allowed_roots: tuple[str, ...] = DEFAULT_ALLOWED_ROOTS
     allow_home_subdirs: bool = True
+    cache: EngineCache | None = field(default=None, compare=False, repr=False)  # audit_info's, shared by its detections
 
 
 @dataclass
@@ -190,11 +193,11 @@ def discover(request: BindMountInfoRequest, runner: Runner, outcome: Outcome) ->
     notes = outcome.notes
     scopes = discover_scopes(
         runner, notes, what="containers", engines=request.engines, podman_users=request.podman_users,
-        docker_host=request.docker_host, timeout=request.timeout, namespaces=False,
+        docker_host=request.docker_host, timeout=request.timeout, namespaces=False, cache=request.cache,
     )
     for scope in scopes:
         try:
-            containers.extend(scope_containers(scope, runner, notes, request.containers))
+            containers.extend(scope_containers(scope, runner, notes, request.containers, request.cache))
         except DockerEngineError as exc:
             notes.append(f"Docker containers were not examined: {exc}")
         except PodmanError as exc:
@@ -277,6 +280,7 @@ class _Context:
     storage: list[str]
     accounts: AccountDatabase
     scans: dict[tuple[str, int, int], Any | None] = field(default_factory=dict)
+    mounts: MountinfoCache = field(default_factory=MountinfoCache)  # one mountinfo parse for every scan of this run
 
 
 def evaluate(need: Need, context: _Context, outcome: Outcome) -> dict[str, Any] | None:
@@ -428,7 +432,8 @@ def _scan(real: str, host: HostIdentity, context: _Context, outcome: Outcome) ->
     if key not in context.scans:
         try:
             context.scans[key] = scan(
-                real, Target(uid=host.uid, gid=host.gid), WalkOptions(refuse_protected=False, sample_size=0)
+                real, Target(uid=host.uid, gid=host.gid),
+                WalkOptions(refuse_protected=False, sample_size=0, mounts=context.mounts),
             )
         except (OwnershipError, OSError) as exc:
             outcome.notes.append(f"{real} could not be scanned: {exc}")

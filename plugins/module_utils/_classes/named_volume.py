@@ -40,6 +40,7 @@ from ansible_collections.permfix.containers.plugins.module_utils._engines.podman
 from ansible_collections.permfix.containers.plugins.module_utils._engines.scopes import (
     ENGINES,
     SCOPE_ARGUMENT_SPEC,
+    EngineCache,
     EngineScope,
     discover_scopes,
     list_volumes,
@@ -78,6 +79,7 @@ class VolumeInfoRequest:
     sample_size: int = 10
     inspector: bool = True
     fixer_image: str = DEFAULT_FIXER_IMAGE
+    cache: EngineCache | None = field(default=None, compare=False, repr=False)  # audit_info's, shared by its detections
 
 
 @dataclass
@@ -94,7 +96,7 @@ class InfoOutcome:
 def _scopes(request: VolumeInfoRequest, runner: Runner, notes: list[str]) -> list[EngineScope]:
     return discover_scopes(
         runner, notes, what="volumes", engines=request.engines, podman_users=request.podman_users,
-        docker_host=request.docker_host, timeout=request.timeout,
+        docker_host=request.docker_host, timeout=request.timeout, cache=request.cache,
     )
 
 
@@ -104,7 +106,7 @@ def volume_report(request: VolumeInfoRequest, runner: Runner) -> InfoOutcome:
     for scope in _scopes(request, runner, outcome.notes):
         try:
             volumes = list_volumes(scope, runner, request.volumes)
-            containers = scope_containers(scope, runner, outcome.notes) if volumes else []
+            containers = scope_containers(scope, runner, outcome.notes, cache=request.cache) if volumes else []
         except (DockerEngineError, PodmanError) as exc:
             outcome.notes.append(f"volumes of {scope.describe()} were not examined: {exc}")
             continue

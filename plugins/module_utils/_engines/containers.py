@@ -5,10 +5,20 @@
 
 Docker containers come from the Docker SDK (:mod:`._docker`); podman containers from
 ``podman ps -a --format json`` and ``podman container inspect``, as root and as each
-rootless user (through the shared :mod:`._podman` helpers). Running and stopped containers
-alike: a stopped container's /etc/passwd and /etc/group are copied out through the engine
-(``get_archive``, ``podman cp CTR:/etc/passwd -``), never read through ``/proc/PID/root``
-(a container's absolute symbolic links would resolve on the host).
+rootless user (through the shared :mod:`._podman` helpers): for podman one ``ps`` and one
+``inspect`` batch per user; for Docker one listing and the per-container inspects with
+bounded concurrency (:data:`ENGINE_WORKERS` threads; the client's timeout applies to each call).
+
+A container's /etc/passwd and /etc/group (:class:`AccountFiles`) are read only when its user
+needs them (:func:`needs_passwd`, :func:`needs_group`: a numeric ``uid:gid`` needs neither),
+and then once per distinct source: containers whose own layers (the container layer, Docker's
+``-init`` layer) do not touch the file share the read of their image's layers. The read goes
+to the storage driver's layer directories on the host (:mod:`._layers`: overlay, every
+component opened without following links, whiteouts and opaque directories honoured), and
+falls back to the engine (``get_archive``, ``podman cp CTR:/etc/passwd -``) when that is not
+safe; never through ``/proc/PID/root`` (a container's absolute symbolic links would resolve on
+the host). ``PERMFIX_TEST_ACCOUNT_READS=engine`` in the module's environment is for tests
+only: every file through the engine, per container, as before the layer reader existed.
 
 ID maps, best source first:
 
@@ -26,17 +36,25 @@ container detection uses.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from functools import partial
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 from ansible_collections.permfix.containers.plugins.module_utils._core.errors import PermfixError
+from ansible_collections.permfix.containers.plugins.module_utils._core.numbers import ID_MAX
 from ansible_collections.permfix.containers.plugins.module_utils._core.runner import Runner
 from ansible_collections.permfix.containers.plugins.module_utils._engines.docker import (
     DockerEngine,
     DockerEngineError,
     read_through_links,
+)
+from ansible_collections.permfix.containers.plugins.module_utils._engines.layers import (
+    LayerUnsafe,
+    layer_changes,
+    layer_dirs,
+    read_layered_file,
 )
 from ansible_collections.permfix.containers.plugins.module_utils._engines.podman import (
     PodmanError,
@@ -48,6 +66,7 @@ from ansible_collections.permfix.containers.plugins.module_utils._host.access im
     HostIdentity,
     ProcessIdentity,
     choose_user,
+    parse_user_spec,
     resolve_identity,
 )
 from ansible_collections.permfix.containers.plugins.module_utils._host.accounts import Account, AccountDatabase
@@ -118,7 +137,8 @@ class Container(EngineObject):
     uid_map: IdMap = IDENTITY
     gid_map: IdMap = IDENTITY
     map_source: str = "identity"  # kernel, engine, computed or identity
-    accounts: AccountDatabase | None = None  # the container's /etc/passwd and /etc/group
+    accounts: AccountDatabase | None = None  # the container's /etc/passwd and /etc/group (when its user needs them)
+    layers: tuple[str, ...] = ()  # the overlay layer directories, the container's own first (none: not overlay)
     notes: list[str] = field(default_factory=list)
 
     def has_dac_override(self) -> bool:
@@ -179,6 +199,7 @@ def _from_inspect(
     state = data.get("State") or {}
     user, source = choose_user(config.get("User"), image_user)
     running = bool(state.get("Running"))
+    layers = layer_dirs(data.get("GraphDriver"))
     return Container(
         engine=engine,
         id=str(data.get("Id", "")),
@@ -196,6 +217,7 @@ def _from_inspect(
         privileged=bool(host.get("Privileged")),
         userns_mode=str(host.get("UsernsMode") or ""),
         account=account,
+        layers=tuple(layers or ()),
     )
 
 
@@ -219,21 +241,175 @@ def container_from_docker(
     return container
 
 
-def _complete(container: Container, kernel: bool, read: Callable[[str], str | None] | None) -> None:
-    """What both engines add to a container's model: the kernel's id maps of a running container
-    (when this process sees the host's /proc), and its /etc/passwd and /etc/group (``read``)."""
+def _kernel_maps(container: Container, kernel: bool) -> None:
+    """The kernel's id maps of a running container (when this process sees the host's /proc)."""
     if kernel and container.running:
         maps = read_proc_maps(container.pid)
         if maps is not None:
             container.uid_map, container.gid_map = maps
             container.map_source = "kernel"
-    if read is not None:
-        try:
-            passwd, group = read("/etc/passwd"), read("/etc/group")
-        except (DockerEngineError, PodmanError) as exc:
-            container.notes.append(f"{container.describe()}: its /etc/passwd could not be read: {exc}")
-        else:
-            container.accounts = AccountDatabase.from_text(passwd or "", group or "")
+
+
+# --------------------------------------------------------------------------------------------
+# A container's /etc/passwd and /etc/group: only when needed, once per source
+
+# Threads for the per-container calls that remain (Docker's inspect, its archive endpoint).
+ENGINE_WORKERS = 4
+# The test-only switch (module environment): ``engine`` reads every account file through the
+# engine, per container, the way the collection did before the layer reader.
+ACCOUNT_READS_ENV = "PERMFIX_TEST_ACCOUNT_READS"
+PASSWD, GROUP = "/etc/passwd", "/etc/group"
+
+_T = TypeVar("_T")
+_R = TypeVar("_R")
+
+
+def bounded_map(func: Callable[[_T], _R], items: Iterable[_T], workers: int = ENGINE_WORKERS) -> list[_R]:
+    """``[func(item) for item in items]`` on at most ``workers`` threads, in order; the first
+    exception is raised."""
+    todo = list(items)
+    if workers <= 1 or len(todo) <= 1:
+        return [func(item) for item in todo]
+    with ThreadPoolExecutor(max_workers=min(workers, len(todo))) as pool:
+        return list(pool.map(func, todo))
+
+
+def _numeric_id(text: str) -> bool:
+    return text.isdigit() and int(text) <= ID_MAX
+
+
+def needs_passwd(user: str) -> bool:
+    """Whether resolving ``user`` (a ``--user`` value) reads the container's /etc/passwd the way
+    :func:`resolve_identity` does: a name, or a uid (root when empty) without a group (its gid
+    and supplementary groups come from its entry). A ``uid:group`` needs no passwd."""
+    parsed = parse_user_spec(user)
+    if not parsed.user or parsed.user.isdigit():
+        return not parsed.group and (not parsed.user or _numeric_id(parsed.user))
+    return True
+
+
+def needs_group(user: str, group_add: Iterable[str], passwd: AccountDatabase | None) -> bool:
+    """Whether resolving ``user`` with ``group_add`` reads the container's /etc/group: a group or
+    an added group given by name, or a user without a group that has a passwd entry (its
+    supplementary groups). ``passwd`` holds the container's passwd (None: not read)."""
+    parsed = parse_user_spec(user)
+    if parsed.group and not _numeric_id(parsed.group):
+        return True
+    for value in group_add:
+        text = str(value).strip()
+        if text and text != "keep-groups" and not _numeric_id(text):
+            return True
+    if parsed.group or passwd is None:
+        return False
+    if not parsed.user or parsed.user.isdigit():
+        return _numeric_id(parsed.user or "0") and passwd.user_by_uid(int(parsed.user or "0")) is not None
+    return passwd.user(parsed.user) is not None
+
+
+def account_reads() -> str:
+    """``engine`` when the test-only switch asks for engine reads, else ``auto``."""
+    return "engine" if os.environ.get(ACCOUNT_READS_ENV, "").strip() == "engine" else "auto"
+
+
+def _source_layers(container: Container, path: str) -> tuple[str, ...] | None:
+    """The layers that decide ``path`` for ``container``: its layers without the leading ones
+    (its own, Docker's -init) that do not touch the path; None when they cannot be read safely.
+
+    A rootless user's layers count only below that user's home (the user writes its inspect data).
+    """
+    layers = list(container.layers)
+    if not layers:
+        return None
+    if container.account is not None:
+        home = container.account.home.rstrip("/") + "/"
+        if home == "/" or not all(layer.startswith(home) for layer in layers):
+            return None
+    try:
+        while len(layers) > 1 and not layer_changes(layers[0], [path]):
+            layers.pop(0)
+    except LayerUnsafe:
+        return None
+    return tuple(layers)
+
+
+EngineRead = Callable[[Container, str], "str | None"]
+
+
+class AccountFiles:
+    """Reads the account files the containers' users need, each distinct source once.
+
+    ``engine_read(container, path)`` asks the engine (raises DockerEngineError or PodmanError);
+    ``workers`` threads run the engine reads (1 for podman: its Runner is not thread-safe).
+    ``stats`` counts the reads by way: ``layers``, ``engine`` and ``shared`` (served from a read
+    made for another container).
+    """
+
+    def __init__(self, engine_read: EngineRead, workers: int = 1, mode: str | None = None) -> None:
+        self.engine_read = engine_read
+        self.workers = workers
+        self.mode = mode or account_reads()
+        self.stats = {"layers": 0, "engine": 0, "shared": 0}
+
+    def complete(self, containers: Sequence[Container]) -> None:
+        """Give each container that needs them its ``accounts``; a failed read becomes a note."""
+        passwd = self._read_all([item for item in containers if needs_passwd(item.user)], PASSWD)
+        texts: dict[str, dict[str, str | None]] = {item.id: {PASSWD: None, GROUP: None} for item in containers}
+        failed: dict[str, str] = {}
+        for container_id, (text, error) in passwd.items():
+            texts[container_id][PASSWD] = text
+            if error is not None:
+                failed[container_id] = error
+        wanting: list[Container] = []
+        for item in containers:
+            if item.id in failed:
+                continue
+            database = AccountDatabase.from_text(texts[item.id][PASSWD] or "") if item.id in passwd else None
+            if needs_group(item.user, item.group_add, database):
+                wanting.append(item)
+        for container_id, (text, error) in self._read_all(wanting, GROUP).items():
+            texts[container_id][GROUP] = text
+            if error is not None:
+                failed[container_id] = error
+        read = set(passwd) | {item.id for item in wanting}
+        for item in containers:
+            if item.id in failed:
+                item.notes.append(f"{item.describe()}: its /etc/passwd could not be read: {failed[item.id]}")
+            elif item.id in read:
+                item.accounts = AccountDatabase.from_text(texts[item.id][PASSWD] or "", texts[item.id][GROUP] or "")
+
+    def _read_all(self, containers: Sequence[Container], path: str) -> dict[str, tuple[str | None, str | None]]:
+        """``{container id: (text, error)}`` for ``path`` of every container."""
+        results: dict[str, tuple[str | None, str | None]] = {}
+        groups: dict[tuple[str, ...], list[Container]] = {}
+        engine: list[Container] = []
+        for item in containers:
+            source = _source_layers(item, path) if self.mode != "engine" else None
+            if source is None:
+                engine.append(item)
+            else:
+                groups.setdefault(source, []).append(item)
+        for source, members in groups.items():
+            try:
+                data = read_layered_file(source, path)
+            except LayerUnsafe:  # a link, a redirect...: each container through the engine
+                engine.extend(members)
+                continue
+            text = data.decode("utf-8", "surrogateescape") if data is not None else None
+            self.stats["layers"] += 1
+            self.stats["shared"] += len(members) - 1
+            for item in members:
+                results[item.id] = (text, None)
+
+        def one(item: Container) -> tuple[str | None, str | None]:
+            try:
+                return self.engine_read(item, path), None
+            except (DockerEngineError, PodmanError) as exc:
+                return None, str(exc)
+
+        for item, result in zip(engine, bounded_map(one, engine, self.workers)):
+            self.stats["engine"] += 1
+            results[item.id] = result
+        return results
 
 
 def docker_containers(
@@ -245,21 +421,27 @@ def docker_containers(
     """Every Docker container (running and stopped), or those called/identified by ``names``."""
     wanted = set(names)
     kernel = in_host_namespaces()
+    inspected = [data for data in bounded_map(engine.inspect_container, engine.container_ids()) if data is not None]
+    selected = [data for data in inspected if not wanted or _selected(data, wanted)]
+    without_user = [data for data in selected if not _has_user(data)]
+    images = {str(data.get("Image") or "") for data in without_user}
+    bounded_map(engine.inspect_image, sorted(images))  # cached in the engine
     containers = []
-    for container_id in engine.container_ids():
-        data = engine.inspect_container(container_id)
-        if data is None:
-            continue
-        if wanted and not _selected(data, wanted):
-            continue
+    for data in selected:
         image = None
-        if not ((data.get("Config") or {}).get("User") or "").strip():
+        if not _has_user(data):
             image = engine.inspect_image(str(data.get("Image") or ""))
         container = container_from_docker(data, image, remap)
-        reader = partial(engine.read_file, container.id) if read_accounts else None
-        _complete(container, kernel, reader)
+        _kernel_maps(container, kernel)
         containers.append(container)
+    if read_accounts:
+        AccountFiles(lambda item, path: engine.read_file(item.id, path), ENGINE_WORKERS).complete(containers)
     return containers
+
+
+def _has_user(data: Mapping[str, Any]) -> bool:
+    """Whether a container's inspect data sets a user (else the image's USER applies)."""
+    return bool(str((data.get("Config") or {}).get("User") or "").strip())
 
 
 def _selected(data: Mapping[str, Any], wanted: set) -> bool:
@@ -356,24 +538,42 @@ def podman_containers(
             notes.append(str(exc))
     wanted = set(names)
     kernel = in_host_namespaces()
-    image_users: dict[str, str] = {}
+    selected = [data for data in inspected if isinstance(data, dict) and (not wanted or _selected(data, wanted))]
+    image_users = _podman_image_users(
+        runner,
+        [str(data.get("Image") or "") for data in selected if not _has_user(data)],
+        account,
+    )
     containers = []
-    for data in inspected:
-        if not isinstance(data, dict):
-            continue
-        if wanted and not _selected(data, wanted):
-            continue
+    for data in selected:
         image_user = ""
-        if not ((data.get("Config") or {}).get("User") or "").strip():
-            image_id = str(data.get("Image") or "")
-            if image_id and image_id not in image_users:
-                image_users[image_id] = _podman_image_user(runner, image_id, account)
-            image_user = image_users.get(image_id, "")
+        if not _has_user(data):
+            image_user = image_users.get(str(data.get("Image") or ""), "")
         container = container_from_podman(data, account, rootless_ns, image_user)
-        reader = partial(podman_read_file, runner, container.id, account=account) if read_accounts else None
-        _complete(container, kernel, reader)
+        _kernel_maps(container, kernel)
         containers.append(container)
+    if read_accounts:
+        AccountFiles(lambda item, path: podman_read_file(runner, item.id, path, account)).complete(containers)
     return containers, notes
+
+
+def _podman_image_users(runner: Runner, image_ids: Sequence[str], account: Account | None) -> dict[str, str]:
+    """The USER of each image (one ``podman image inspect`` of them all; one by one when that fails)."""
+    wanted = sorted({image_id for image_id in image_ids if image_id})
+    if not wanted:
+        return {}
+    try:
+        data = podman_json(runner, ["image", "inspect", *wanted], account)
+    except PodmanError:
+        return {image_id: _podman_image_user(runner, image_id, account) for image_id in wanted}
+    found = {}
+    for item in data if isinstance(data, list) else []:
+        if isinstance(item, dict) and str(item.get("Id") or "") in wanted:
+            found[str(item.get("Id"))] = str((item.get("Config") or {}).get("User") or "")
+    return {
+        image_id: found[image_id] if image_id in found else _podman_image_user(runner, image_id, account)
+        for image_id in wanted
+    }
 
 
 def _podman_image_user(runner: Runner, image_id: str, account: Account | None) -> str:

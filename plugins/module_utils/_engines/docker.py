@@ -258,10 +258,14 @@ class DockerEngine:
 
     # Volumes and the containers that use them
 
+    def volumes(self) -> list[dict[str, Any]]:
+        """Every volume as the listing reports it (for the local driver the same fields as its inspect)."""
+        listed = self._call("list volumes", self.client.volumes) or {}
+        return [item for item in listed.get("Volumes") or [] if isinstance(item, dict) and item.get("Name")]
+
     def volume_names(self) -> list[str]:
         """The names of every volume."""
-        listed = self._call("list volumes", self.client.volumes) or {}
-        return [str(item.get("Name")) for item in listed.get("Volumes") or [] if item.get("Name")]
+        return [str(item["Name"]) for item in self.volumes()]
 
     def inspect_volume(self, name: str) -> dict[str, Any] | None:
         """The volume's inspect data, None when there is no such volume."""

@@ -185,6 +185,26 @@ def subid_namespace(account: Account, accounts: AccountDatabase | None = None) -
     return maps[0], maps[1]
 
 
+MAP_FILES: tuple[str, str] = ("/proc/self/uid_map", "/proc/self/gid_map")
+
+
+def _split_head(result: CommandResult) -> tuple[str, str] | None:
+    """The two files of ``head FILE1 FILE2`` (headers ``==> FILE <==``), None when it is not that."""
+    if result.rc != 0:
+        return None
+    texts: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in result.stdout.splitlines():
+        name = line[4:-4] if line.startswith("==> ") and line.endswith(" <==") else None
+        if name is not None:
+            current = texts.setdefault(name, [])
+        elif current is not None:
+            current.append(line)
+    if set(texts) != set(MAP_FILES):
+        return None
+    return "\n".join(texts[MAP_FILES[0]]), "\n".join(texts[MAP_FILES[1]])
+
+
 def rootless_namespace(runner: Runner, account: Account) -> tuple[tuple[IdMap, IdMap], str]:
     """The user's rootless namespace as podman sets it up, and where it was learnt.
 
@@ -192,9 +212,11 @@ def rootless_namespace(runner: Runner, account: Account) -> tuple[tuple[IdMap, I
     /etc/subuid and /etc/subgid. Raises PodmanError when neither works.
     """
     try:
-        uid_text = run_podman(runner, ["unshare", "cat", "/proc/self/uid_map"], account).stdout
-        gid_text = run_podman(runner, ["unshare", "cat", "/proc/self/gid_map"], account).stdout
-        uid_map, gid_map = parse_proc_map(uid_text), parse_proc_map(gid_text)
+        both = _split_head(run_podman(runner, ["unshare", "head", "-n", "340", *MAP_FILES], account, check=False))
+        if both is None:  # no head that prints its file names: one call per file
+            both = (run_podman(runner, ["unshare", "cat", MAP_FILES[0]], account).stdout,
+                    run_podman(runner, ["unshare", "cat", MAP_FILES[1]], account).stdout)
+        uid_map, gid_map = parse_proc_map(both[0]), parse_proc_map(both[1])
         if uid_map.ranges and gid_map.ranges:
             return (uid_map, gid_map), "podman unshare"
     except PodmanError:

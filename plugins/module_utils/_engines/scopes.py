@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from functools import partial
+from typing import Any, Callable
 
 from ansible_collections.permfix.containers.plugins.module_utils._core.options import plain_names
 from ansible_collections.permfix.containers.plugins.module_utils._core.runner import Runner
@@ -121,6 +122,26 @@ class EngineScope:
         return PodmanFixer(runner, self.account, timeout)
 
 
+class EngineCache:
+    """What one audit learns of the engines once and every detection of that audit reuses: the engine
+    scopes and each scope's containers. One per ``audit_info`` run, handed down in the detections'
+    requests (never module-global: a module run never sees another's engines)."""
+
+    def __init__(self) -> None:
+        self.scopes: dict[tuple[Any, ...], tuple[EngineScope, list[str]]] = {}
+        self.containers: dict[tuple[Any, ...], tuple[list[Container], list[str]]] = {}
+        self.namespaces: dict[int, tuple[IdMap, IdMap]] = {}
+
+
+def _namespace(runner: Runner, account: Account, cache: EngineCache | None) -> tuple[IdMap, IdMap]:
+    """A rootless user's namespace, learnt once per audit with ``cache`` (PodmanError when unknown)."""
+    if cache is None:
+        return rootless_namespace(runner, account)[0]
+    if account.uid not in cache.namespaces:
+        cache.namespaces[account.uid] = rootless_namespace(runner, account)[0]
+    return cache.namespaces[account.uid]
+
+
 def docker_scope(docker_host: str, timeout: int, notes: list[str]) -> EngineScope:
     """Connect to Docker and learn its userns-remap namespace.
 
@@ -146,12 +167,14 @@ def docker_scope(docker_host: str, timeout: int, notes: list[str]) -> EngineScop
     return scope
 
 
-def podman_scope(runner: Runner, account: Account | None, namespace: bool = True) -> EngineScope:
+def podman_scope(
+    runner: Runner, account: Account | None, namespace: bool = True, cache: EngineCache | None = None
+) -> EngineScope:
     """Rootful podman (``account`` None) or one user's; with ``namespace``, the user's namespace is
     learnt now (PodmanError when it cannot be)."""
     scope = EngineScope("podman", account=account, namespace=namespace or account is None)
     if account is not None and namespace:
-        (scope.uid_map, scope.gid_map), _source = rootless_namespace(runner, account)
+        scope.uid_map, scope.gid_map = _namespace(runner, account, cache)
     return scope
 
 
@@ -182,9 +205,11 @@ def discover_scopes(
     docker_host: str = DEFAULT_DOCKER_HOST,
     timeout: int = 60,
     namespaces: bool = True,
+    cache: EngineCache | None = None,
 ) -> list[EngineScope]:
     """The engine instances to examine; each one that is absent or does not answer becomes a note
-    (``what`` names what the caller examines there: ``containers``, ``volumes``).
+    (``what`` names what the caller examines there: ``containers``, ``volumes``). With ``cache``, a
+    scope learnt before in the same audit is reused (with the notes it made).
 
     Raises MissingDockerSdk when a Docker daemon answers and the Docker SDK for Python is missing.
     """
@@ -198,7 +223,8 @@ def discover_scopes(
                 )
         else:
             try:
-                scopes.append(docker_scope(docker_host, timeout, notes))
+                scopes.append(_cached(cache, ("docker", docker_host, timeout), notes,
+                                      lambda more: docker_scope(docker_host, timeout, more)))
             except DockerEngineError as exc:
                 notes.append(f"Docker {what} were not examined: {exc}")
     if "podman" in engines:
@@ -206,8 +232,10 @@ def discover_scopes(
             notes.append(f"podman is not installed on this host; no podman {what} were examined")
         else:
             for account in podman_accounts(podman_users, notes, what):
+                key = ("podman", None if account is None else account.uid, namespaces)
                 try:
-                    scopes.append(podman_scope(runner, account, namespaces))
+                    make = partial(_podman_scope, runner, account, namespaces, cache)
+                    scopes.append(_cached(cache, key, notes, make))
                 except PodmanError as exc:
                     notes.append(
                         f"podman {what} of {'root' if account is None else account.name} were not examined: {exc}"
@@ -215,38 +243,82 @@ def discover_scopes(
     return scopes
 
 
+def _podman_scope(
+    runner: Runner, account: Account | None, namespace: bool, cache: EngineCache | None, _notes: list[str]
+) -> EngineScope:
+    return podman_scope(runner, account, namespace, cache)
+
+
+def _cached(
+    cache: EngineCache | None, key: tuple[Any, ...], notes: list[str], make: Callable[[list[str]], EngineScope]
+) -> EngineScope:
+    """``make(notes)``, or the scope (and its notes) made for ``key`` before in this audit."""
+    if cache is not None and key in cache.scopes:
+        scope, made = cache.scopes[key]
+        notes.extend(made)
+        return scope
+    more: list[str] = []
+    scope = make(more)
+    notes.extend(more)
+    if cache is not None:
+        cache.scopes[key] = (scope, more)
+    return scope
+
+
 def list_volumes(scope: EngineScope, runner: Runner, names: Sequence[str] = ()) -> list[Volume]:
     """The volumes of one engine scope (only ``names`` when given; missing names are skipped)."""
     wanted = list(names)
     found: list[Mapping[str, Any]] = []
     if scope.engine == "docker" and scope.docker is not None:
-        engine = scope.docker
-        for name in wanted or engine.volume_names():
-            data = engine.inspect_volume(name)
-            if data is not None:
-                found.append(data)
+        found = _docker_volumes(scope.docker, wanted)
+    elif wanted:
+        found = _podman_volumes(runner, scope.account, wanted)
     else:
-        if wanted:
-            for name in wanted:
-                result = run_podman(runner, ["volume", "inspect", name], scope.account, check=False)
-                if result.rc == 0:
-                    found.extend(_json_list(result.stdout))
-                elif "no such volume" not in result.stderr.lower():
-                    raise PodmanError(
-                        f"'podman volume inspect {name}' failed with exit code {result.rc}: {result.stderr.strip()}"
-                    )
-        else:
-            found = [
-                item
-                for item in podman_json(runner, ["volume", "inspect", "--all"], scope.account) or []
-                if isinstance(item, dict)
-            ]
+        found = [
+            item
+            for item in podman_json(runner, ["volume", "inspect", "--all"], scope.account) or []
+            if isinstance(item, dict)
+        ]
     volumes = []
     for inspected in found:
         volume = volume_from_inspect(scope.engine, inspected, scope.account)
         volume.uid_map, volume.gid_map = scope.uid_map, scope.gid_map
         volumes.append(volume)
     return volumes
+
+
+def _docker_volumes(engine: DockerEngine, wanted: Sequence[str]) -> list[Mapping[str, Any]]:
+    """One listing; an inspect only for a volume of another driver (a plugin may list less than it inspects)."""
+    listed = {str(item["Name"]): item for item in engine.volumes()}
+    found: list[Mapping[str, Any]] = []
+    for name in wanted or list(listed):
+        item = listed.get(name)
+        if item is not None and str(item.get("Driver") or "local") == "local":
+            found.append(item)
+            continue
+        if wanted and item is None:
+            continue
+        data = engine.inspect_volume(name)
+        if data is not None:
+            found.append(data)
+    return found
+
+
+def _podman_volumes(runner: Runner, account: Account | None, wanted: Sequence[str]) -> list[Mapping[str, Any]]:
+    """The named podman volumes in one inspect (one by one when one of them is missing)."""
+    result = run_podman(runner, ["volume", "inspect", *wanted], account, check=False)
+    if result.rc == 0:
+        return _json_list(result.stdout)
+    found: list[Mapping[str, Any]] = []
+    for name in wanted:
+        result = run_podman(runner, ["volume", "inspect", name], account, check=False)
+        if result.rc == 0:
+            found.extend(_json_list(result.stdout))
+        elif "no such volume" not in result.stderr.lower():
+            raise PodmanError(
+                f"'podman volume inspect {name}' failed with exit code {result.rc}: {result.stderr.strip()}"
+            )
+    return found
 
 
 def _json_list(text: str) -> list[Mapping[str, Any]]:
@@ -260,17 +332,40 @@ def _json_list(text: str) -> list[Mapping[str, Any]]:
 
 
 def scope_containers(
-    scope: EngineScope, runner: Runner, notes: list[str], names: Sequence[str] = ()
+    scope: EngineScope, runner: Runner, notes: list[str], names: Sequence[str] = (), cache: EngineCache | None = None
 ) -> list[Container]:
-    """The containers of one engine scope (only ``names`` when given), their notes added to ``notes``.
+    """The containers of one engine scope (only ``names`` when given), their notes added to ``notes``;
+    with ``cache``, those listed before in the same audit (a rootless user's are the same whether its
+    scope learnt the namespace or the containers did).
 
     Raises DockerEngineError or PodmanError when the engine cannot list them.
     """
+    key = (scope.engine, None if scope.account is None else scope.account.uid, tuple(names))
+    if cache is not None and key in cache.containers:
+        containers, more = cache.containers[key]
+        notes.extend(more)
+        return containers
+    more = []
+    containers = _scope_containers(scope, runner, more, names, cache)
+    notes.extend(more)
+    if cache is not None:
+        cache.containers[key] = (containers, more)
+    return containers
+
+
+def _scope_containers(
+    scope: EngineScope, runner: Runner, notes: list[str], names: Sequence[str], cache: EngineCache | None
+) -> list[Container]:
     if scope.engine == "docker" and scope.docker is not None:
         remap = None if scope.uid_map.is_identity else (scope.uid_map, scope.gid_map)
         containers = docker_containers(scope.docker, remap, names)
     else:
         known = (scope.uid_map, scope.gid_map) if scope.account is not None and scope.namespace else None
+        if known is None and scope.account is not None and cache is not None:
+            try:
+                known = _namespace(runner, scope.account, cache)
+            except PodmanError:
+                known = None  # podman_containers tries again and says why in a note
         containers, more = podman_containers(runner, scope.account, names, rootless_ns=known)
         notes.extend(more)
     for container in containers:

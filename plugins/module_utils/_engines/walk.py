@@ -221,6 +221,7 @@ class WalkOptions:
     workers: int = 0  # processes that walk the tree; 0: one per usable CPU, at most MAX_WORKERS
     parallel_after: int = PARALLEL_AFTER
     hook: Hook | None = None  # tests: called as hook(event, path) at "descend" and "open"
+    mounts: MountinfoCache | None = None  # one caller's parsed mountinfo, shared by its walks (bind_mount_info)
 
 
 COUNT_KEYS: tuple[str, ...] = (
@@ -409,6 +410,21 @@ def _read_mnt_id_at(dir_fd: int, name: str) -> int | None:
         os.close(fd)
 
 
+class MountinfoCache:
+    """The last parsed /proc/self/mountinfo, keyed by its bytes: the walks of one detection run share
+    one parse (a busy host's table has thousands of lines) and still see every change."""
+
+    def __init__(self) -> None:
+        self.raw: bytes | None = None
+        self.mounts: list[MountLine] = []
+
+    def parse(self, raw: bytes) -> list[MountLine]:
+        if raw != self.raw:
+            self.mounts = parse_mountinfo(raw.decode("utf-8", "surrogateescape"))
+            self.raw = raw
+        return self.mounts
+
+
 class _MountTable:
     """The mount points below the root, read again whenever the kernel says the table changed.
 
@@ -417,7 +433,8 @@ class _MountTable:
     a fraction of a microsecond; the table is read again only after a change).
     """
 
-    def __init__(self, real_root: str) -> None:
+    def __init__(self, real_root: str, cache: MountinfoCache | None = None) -> None:
+        self.cache = cache or MountinfoCache()
         self.prefix = real_root.rstrip("/") + "/"
         self.fd = -1
         self.poller: Any = None
@@ -448,7 +465,7 @@ class _MountTable:
             chunks.append(data)
         raw = b"".join(chunks)
         self.digest = hash(raw)
-        self.mounts = parse_mountinfo(raw.decode("utf-8", "surrogateescape"))
+        self.mounts = self.cache.parse(raw)
         prefix = self.prefix
         self.below = {mount.point[len(prefix):] for mount in self.mounts if mount.point.startswith(prefix)}
 
@@ -1403,7 +1420,7 @@ class _Walker:
                 self.counts["entries"] = 1
                 return report
             if self.options.recurse:
-                self.table = _MountTable(real)
+                self.table = _MountTable(real, self.options.mounts)
                 root.mnt = _read_mnt_id(dir_fd)
                 root.stamp = _stamp(st)
                 report.walked = True
