@@ -36,7 +36,8 @@ def xdist_group(item: pytest.Item) -> str:
     callspec = getattr(item, "callspec", None)
     if name == "test_molecule.py" and callspec is not None and "scenario" in callspec.params:
         return f"molecule-{callspec.params['scenario']}"
-    if name in ("test_sanity.py", "test_lint.py", "test_molecule.py", "test_fleet_runner.py", "test_report_html.py"):
+    if name in ("test_sanity.py", "test_lint.py", "test_molecule.py", "test_fleet_runner.py", "test_report_html.py",
+                "test_publish.py"):
         return name[len("test_"):-len(".py")]
     return "host"
 

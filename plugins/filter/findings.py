@@ -23,42 +23,6 @@ except ImportError:  # pragma: no cover - depends on the controller
     jmespath = None
     JMESPathError = Exception
 
-DOCUMENTATION = r"""
-name: findings
-short_description: Every finding of a permfix report as one flat list, each with its host
-version_added: 0.1.0
-author:
-  - permfix.containers contributors (@permfix)
-description:
-  - Takes a report built by P(permfix.containers.report#filter) (what C(report.json) holds), or
-    the C(hosts) mapping of one, and returns the findings of every host as one list. Each
-    finding gets a C(host) key with the inventory hostname it was found on.
-  - A list of findings (what an info module returns under C(findings)) is returned as it is.
-  - The companion filters P(permfix.containers.findings_select#filter),
-    P(permfix.containers.findings_query#filter) and P(permfix.containers.findings_count_by#filter)
-    take the same input.
-requirements:
-  - jmespath (on the controller, for the companion filters)
-options:
-  _input:
-    description: A report, its C(hosts) mapping, or a list of findings.
-    type: raw
-    required: true
-"""
-
-EXAMPLES = r"""
-- name: Every finding of the fleet, with its host
-  ansible.builtin.debug:
-    msg: "{{ lookup('ansible.builtin.file', 'permfix-report/report.json') | from_json | permfix.containers.findings }}"
-"""
-
-RETURN = r"""
-_value:
-  description: The findings, each with C(host) added when the input was a report.
-  type: list
-  elements: dict
-"""
-
 SELECT_KEYS: tuple[str, ...] = ("class", "severity", "host", "container", "engine", "user", "subject", "id", "fixable")
 KNOWN_VALUES: dict[str, tuple[str, ...]] = {"class": CLASSES, "severity": SEVERITIES}
 

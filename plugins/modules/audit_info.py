@@ -126,6 +126,8 @@ seealso:
   - module: permfix.containers.unprivileged_port_info
   - module: permfix.containers.bind_mount_info
   - module: permfix.containers.volume_owner_info
+  - module: community.docker.docker_container_info
+  - module: containers.podman.podman_container_info
 """
 
 EXAMPLES = r"""
@@ -155,6 +157,8 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+extends_documentation_fragment:
+  - permfix.containers.findings
 engines:
   description: The container engines of the host, what M(permfix.containers.engine_info) returns as RV(engines).
   returned: always

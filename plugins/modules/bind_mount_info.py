@@ -113,6 +113,10 @@ notes:
   - Sockets, device nodes and single files are checked but never planned for a change.
 seealso:
   - module: permfix.containers.path_owner
+  - module: community.docker.docker_container_info
+  - module: containers.podman.podman_container_info
+  - module: ansible.posix.acl
+    description: POSIX ACLs, what a C(strategy=acl) fix grants.
 """
 
 EXAMPLES = r"""
@@ -143,6 +147,8 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+extends_documentation_fragment:
+  - permfix.containers.findings
 findings:
   description: Findings of class C(bind_mount) in the C(permfix.report/v1) schema.
   returned: always

@@ -31,6 +31,9 @@ options:
 extends_documentation_fragment:
   - permfix.containers.attributes
   - permfix.containers.attributes.info_module
+seealso:
+  - module: community.docker.docker_host_info
+  - module: containers.podman.podman_container_info
 """
 
 EXAMPLES = r"""

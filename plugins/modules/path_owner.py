@@ -153,6 +153,10 @@ notes:
 seealso:
   - module: permfix.containers.bind_mount_info
   - module: ansible.builtin.file
+  - module: ansible.posix.acl
+    description: POSIX ACLs, what O(strategy=acl) grants.
+  - module: community.docker.docker_container_info
+  - module: containers.podman.podman_container_info
 """
 
 EXAMPLES = r"""

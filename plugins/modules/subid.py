@@ -90,6 +90,12 @@ seealso:
   - name: podman-system-migrate(1)
     description: Why the new ranges need a migrate.
     link: https://docs.podman.io/en/latest/markdown/podman-system-migrate.1.html
+  - name: linux-system-roles.podman
+    description: >-
+      The role that manages podman and its rootless users; its facts C(podman_subuid_info) and
+      C(podman_subgid_info) have the shape that
+      RV(permfix.containers.subid_info#module:podman_subuid_info) returns.
+    link: https://github.com/linux-system-roles/podman
 extends_documentation_fragment:
   - permfix.containers.attributes
   - permfix.containers.subid_files

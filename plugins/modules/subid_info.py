@@ -68,6 +68,11 @@ seealso:
   - name: subuid(5)
     description: The format of C(/etc/subuid).
     link: https://man7.org/linux/man-pages/man5/subuid.5.html
+  - name: linux-system-roles.podman
+    description: >-
+      The role that manages podman and its rootless users; RV(podman_subuid_info) and
+      RV(podman_subgid_info) have the shape of its facts of the same names.
+    link: https://github.com/linux-system-roles/podman
 extends_documentation_fragment:
   - permfix.containers.attributes
   - permfix.containers.subid_files
@@ -98,6 +103,8 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+extends_documentation_fragment:
+  - permfix.containers.findings
 findings:
   description: Findings of class C(subid) in the C(permfix.report/v1) shape, errors first.
   returned: always

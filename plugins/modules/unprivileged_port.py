@@ -86,6 +86,7 @@ notes:
 seealso:
   - module: permfix.containers.unprivileged_port_info
   - module: ansible.posix.sysctl
+  - module: containers.podman.podman_container_info
 """
 
 EXAMPLES = r"""

@@ -50,6 +50,8 @@ notes:
 seealso:
   - module: permfix.containers.unprivileged_port
   - module: ansible.posix.sysctl
+  - module: containers.podman.podman_container_info
+  - module: community.docker.docker_container_info
 """
 
 EXAMPLES = r"""
@@ -73,6 +75,8 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+extends_documentation_fragment:
+  - permfix.containers.findings
 key:
   description: The kernel parameter.
   returned: always

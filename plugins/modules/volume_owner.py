@@ -98,6 +98,12 @@ notes:
 seealso:
   - module: permfix.containers.volume_owner_info
   - module: permfix.containers.path_owner
+  - module: community.docker.docker_volume
+    description: Recreating a volume fixes its owners too, but deletes its data.
+  - module: containers.podman.podman_volume
+    description: Recreating a volume fixes its owners too, but deletes its data.
+  - module: community.docker.docker_volume_info
+  - module: containers.podman.podman_volume_info
 """
 
 EXAMPLES = r"""

@@ -87,6 +87,12 @@ notes:
 seealso:
   - module: permfix.containers.volume_owner
   - module: permfix.containers.bind_mount_info
+  - module: community.docker.docker_volume_info
+  - module: containers.podman.podman_volume_info
+  - module: community.docker.docker_volume
+    description: Recreating a volume fixes its owners too, but deletes its data.
+  - module: containers.podman.podman_volume
+    description: Recreating a volume fixes its owners too, but deletes its data.
 """
 
 EXAMPLES = r"""
@@ -108,6 +114,8 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+extends_documentation_fragment:
+  - permfix.containers.findings
 findings:
   description: C(named_volume) findings in the C(permfix.report/v1) schema; the subject is the volume name.
   returned: always

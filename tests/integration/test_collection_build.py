@@ -92,3 +92,7 @@ def test_readme_main_job_audits_localhost_and_writes_the_report(tmp_path):
     assert (tmp_path / "report" / "report.md").read_text().startswith("# permfix.containers audit report")
     assert "reachable  error  warning  info" in proc.stdout
     assert f"{tmp_path}/report/report.json" in proc.stdout
+    # A newcomer's first command prints no warning (it used to warn that .cache/collections is
+    # not a configured collections path, on every run).
+    warnings = [line for line in (proc.stdout + proc.stderr).splitlines() if "[WARNING]" in line]
+    assert not warnings, "\n".join(warnings)

@@ -84,7 +84,7 @@ pick_python() {
 }
 
 make_venv() {
-  local requirements=$1 venv=$repo/.venv python stamp want
+  local requirements=$1 venv=${2:-$repo/.venv} python stamp want
   python=$(pick_python)
   want="$("$python" -c 'import sys; print(sys.version.split()[0])') $(sha256sum "$requirements" | cut -c1-16)"
   stamp=$venv/.permfix-$(basename "$requirements")
@@ -92,7 +92,7 @@ make_venv() {
     return 0
   fi
   if [ "$("$venv/bin/python" -c 'import sys; print(sys.version.split()[0])' 2>/dev/null)" != "${want%% *}" ]; then
-    log "python venv at .venv ($python)"
+    log "python venv at ${venv#"$repo"/} ($python)"
     rm -rf "$venv"
     "$python" -m venv "$venv"
   fi
@@ -129,6 +129,8 @@ case "$mode" in
     install_packages "${runtime_packages[@]}" "${test_packages[@]}"
     start_dockerd
     make_venv "$repo/tests/requirements.txt"
+    # galaxy-importer pins attrs<24 and older flake8 tools: it gets a venv of its own.
+    make_venv "$repo/tests/setup/importer-requirements.txt" "$repo/.cache/importer-venv"
     "$repo/tests/setup/images.sh"
     "$repo/tests/setup/ansible_test_offline.sh"
     ;;
