@@ -73,13 +73,18 @@ def test_ansible_doc_shows_each_filter(installed, name):
 
 
 def test_installed_audit_playbook_runs_by_its_collection_name(installed, tmp_path):
+    """Run with --check --diff over an older report: it is rewritten, and no diff of it is printed."""
+    (tmp_path / "report.json").write_text("{}\n")
     proc = subprocess.run(
         [str(lib.VENV_BIN / "ansible-playbook"), "permfix.containers.audit", "-e", "permfix_hosts=localhost",
-         "-e", f"permfix_report_dir={tmp_path}"],
+         "-e", f"permfix_report_dir={tmp_path}", "--check", "--diff"],
         env=_env(installed), cwd=tmp_path, capture_output=True, text=True, check=False,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert json.loads((tmp_path / "report.json").read_text())["schema"] == "permfix.report/v1"
+    report_diffs = [line for line in proc.stdout.splitlines()
+                    if line.startswith(("--- before", "+++ after")) and "report." in line]
+    assert not report_diffs and '"generated_at"' not in proc.stdout, proc.stdout[-4000:]
 
 
 def test_readme_main_job_audits_localhost_and_writes_the_report(tmp_path):
