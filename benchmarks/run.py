@@ -1019,10 +1019,21 @@ def busy_section(bench: Bench, info: dict[str, str], sizes: Sequence[int], busy:
         step = "-"
         if previous is not None and count > previous[0]:
             step = f"{(net - previous[1]) / (count - previous[0]) * 1000:.2f}"
+        ratio = f"{net / docker_s:.1f}" if docker_s >= 0.005 else "- (nothing to inspect)"
         add(f"| {count} | {fmt(res.stat(f'{key}/ping'))} | {fmt(res.stat(f'{key}/audit'))} | {net:.2f} "
             f"| {fmt(res.stat(f'{key}/docker_inspect'))} | {podman_s:.2f} | "
-            f"{net / docker_s:.1f} | {net / (docker_s + podman_s):.1f} | {step} |")
+            f"{ratio} | {net / (docker_s + podman_s):.1f} | {step} |")
         previous = (count, net)
+    points = [(count, res.median(f"busy/{count}/audit") - res.median(f"busy/{count}/ping"))
+              for count in sorted(sizes) if count >= 50]
+    if len(points) >= 2:
+        mean_x = statistics.mean(x for x, _y in points)
+        mean_y = statistics.mean(y for _x, y in points)
+        slope = sum((x - mean_x) * (y - mean_y) for x, y in points) / sum((x - mean_x) ** 2 for x, _y in points)
+        add("")
+        add(f"Cost per added Docker container, least squares over {', '.join(str(x) for x, _y in points)} "
+            f"containers: {slope * 1000:.2f} ms (the step column is noisier: it subtracts two medians of "
+            "a noisy ping).")
     add("")
     add("Podman alone: `bind_mount_info` with `engines: [podman]` and one `podman_users` entry (the podman part "
         "of the audit: one `ps` and one `inspect` per user, no `podman cp`) minus ping, against `podman ps -a` plus "

@@ -421,7 +421,11 @@ def docker_containers(
     """Every Docker container (running and stopped), or those called/identified by ``names``."""
     wanted = set(names)
     kernel = in_host_namespaces()
-    inspected = [data for data in bounded_map(engine.inspect_container, engine.container_ids()) if data is not None]
+    inspect, close = engine.container_inspector()
+    try:
+        inspected = [data for data in bounded_map(inspect, engine.container_ids()) if data is not None]
+    finally:
+        close()
     selected = [data for data in inspected if not wanted or _selected(data, wanted)]
     without_user = [data for data in selected if not _has_user(data)]
     images = {str(data.get("Image") or "") for data in without_user}

@@ -28,7 +28,9 @@ import posixpath
 import shutil
 import socket
 import tarfile
+import threading
 import traceback
+import urllib.parse
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -223,6 +225,54 @@ class DockerEngine:
             return self._call(f"inspect container {container_id[:12]}", self.client.inspect_container, container_id)
         except NotFound:
             return None
+
+    def container_inspector(self) -> tuple[Callable[[str], dict[str, Any] | None], Callable[[], None]]:
+        """A thread-safe ``inspect_container`` for many calls, and the function that closes it.
+
+        The SDK opens a connection per container (its pool is keyed by URL); this keeps one
+        keep-alive connection to the daemon's unix socket per thread, asks the same API version,
+        and applies the client's timeout to each call. The SDK's call when the host is not unix://.
+        """
+        path = docker_socket_path(self.docker_host)
+        version = str(getattr(self.client, "api_version", "") or "")
+        if path is None or not version[:1].isdigit():
+            return self.inspect_container, lambda: None
+        timeout = float(getattr(self.client, "timeout", 60) or 60)
+        local = threading.local()
+        opened: list[_UnixHTTPConnection] = []
+        lock = threading.Lock()
+
+        def inspect(container_id: str) -> dict[str, Any] | None:
+            what = f"the Docker daemon at {self.docker_host} failed to inspect container {container_id[:12]}"
+            connection = getattr(local, "connection", None)
+            if connection is None:
+                connection = local.connection = _UnixHTTPConnection(path, timeout)
+                with lock:
+                    opened.append(connection)
+            try:
+                connection.request("GET", f"/v{version}/containers/{urllib.parse.quote(container_id, safe='')}/json")
+                response = connection.getresponse()
+                body = response.read()
+            except (OSError, http.client.HTTPException) as exc:
+                connection.close()
+                local.connection = None
+                raise DockerEngineError(f"{what}: {exc}") from exc
+            if response.status == 404:
+                return None
+            try:
+                data = json.loads(body)
+            except ValueError:
+                data = None
+            if response.status != 200 or not isinstance(data, dict):
+                message = data.get("message") if isinstance(data, dict) else body[:200].decode("utf-8", "replace")
+                raise DockerEngineError(f"{what}: HTTP {response.status} {message}")
+            return data
+
+        def close() -> None:
+            for connection in opened:
+                connection.close()
+
+        return inspect, close
 
     def inspect_image(self, image_id: str) -> dict[str, Any] | None:
         """The image's inspect data (cached), None when the image is gone."""
