@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -80,7 +81,9 @@ def test_audit_of_a_host_without_engines_and_an_unreachable_host(tmp_path, engin
     result = lib.run_playbook(AUDIT, inventory=inventory, extra_vars={"permfix_report_dir": str(report_dir)},
                               json_output=False)
 
-    assert result.rc == 0, result.stdout + result.stderr
+    # the host that could not be reached is unreachable in the recap and fails the run, after the report
+    assert result.rc != 0, result.stdout + result.stderr
+    assert "unreachable=1" in result.stdout.split("PLAY RECAP")[-1].split("gone")[1].split("\n")[0]
     report = json.loads((report_dir / "report.json").read_text())
     assert set(report["hosts"]) == {engineless_host, "gone"}
     host = report["hosts"][engineless_host]
@@ -118,3 +121,101 @@ def test_audit_in_check_mode_still_writes_the_report(tmp_path):
                               check=True, json_output=False)
     assert result.rc == 0, result.stdout + result.stderr
     assert os.path.getsize(report_dir / "report.json") > 0
+
+
+def test_permfix_fail_on_unreachable_false_keeps_the_run_green(tmp_path, engineless_host):
+    inventory = _inventory(tmp_path, [
+        f"{engineless_host} ansible_connection=community.docker.docker ansible_python_interpreter=/usr/bin/python3",
+        "gone ansible_host=127.0.0.1 ansible_port=1 ansible_connection=ssh ansible_ssh_timeout=5",
+    ])
+    extra = {"permfix_report_dir": str(tmp_path / "report"), "permfix_fail_on_unreachable": False}
+    result = lib.run_playbook(AUDIT, inventory=inventory, extra_vars=extra, json_output=False)
+    assert result.rc == 0, result.stdout + result.stderr
+    assert json.loads((tmp_path / "report" / "report.json").read_text())["hosts"]["gone"]["reachable"] is False
+
+
+def test_an_unwritable_report_dir_fails_with_a_sentence_naming_it(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory\n", encoding="utf-8")
+    target = blocker / "report"
+    result = lib.run_playbook(AUDIT, extra_vars={"permfix_hosts": "localhost", "permfix_report_dir": str(target)},
+                              json_output=False)
+    assert result.rc != 0
+    assert f"cannot write the report into {target} (permfix_report_dir)" in " ".join((result.stdout + result.stderr).split())
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_a_relative_report_dir_lands_in_the_directory_the_run_started_in(tmp_path):
+    result = lib.run_playbook(AUDIT, extra_vars={"permfix_hosts": "localhost", "permfix_report_dir": "rel/reports"},
+                              cwd=tmp_path, json_output=False)
+    assert result.rc == 0, result.stdout + result.stderr
+    written = tmp_path / "rel" / "reports"
+    assert json.loads((written / "report.json").read_text())["hosts"]["localhost"]["reachable"] is True
+    assert f"report: {written}/report.json" in result.stdout
+    assert not (lib.REPO_ROOT / "playbooks" / "rel").exists()
+
+
+def test_ansible_navigator_runs_the_audit_by_its_name_from_another_directory(tmp_path):
+    """ansible-navigator (no execution environment) finds the collection through ANSIBLE_COLLECTIONS_PATH
+    and the report lands in the directory it was started in."""
+    work = tmp_path / "work"
+    work.mkdir()
+    proc = subprocess.run(
+        [str(lib.VENV_BIN / "ansible-navigator"), "run", "permfix.containers.audit", "--ee", "false",
+         "--mode", "stdout", "-i", "localhost,", "--pae", "false", "--lf", str(tmp_path / "navigator.log"),
+         "-e", "permfix_hosts=localhost", "-e", "ansible_connection=local",
+         "-e", "ansible_python_interpreter=/usr/bin/python3"],
+        cwd=work, env=lib.ansible_env(), capture_output=True, text=True, timeout=600, check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    report = json.loads((work / "permfix-report" / "report.json").read_text())
+    assert set(report["hosts"]) == {"localhost"}
+    assert f"report: {work}/permfix-report/report.json" in proc.stdout
+
+
+def test_since_last_run_marks_new_and_resolved_and_fail_on_new_fails_only_on_new(tmp_path, make_user):
+    report_dir = tmp_path / "report"
+    extra = {"permfix_hosts": "localhost", "permfix_report_dir": str(report_dir),
+             "permfix_fail_on": "error", "permfix_fail_on_new": True}
+    # a first run: nothing to compare with; every error counts as new
+    first = lib.run_playbook(AUDIT, extra_vars=extra, json_output=False)
+    first_report = json.loads((report_dir / "report.json").read_text())
+    assert first_report["summary"]["since_last_run"] is None
+    assert (first.rc != 0) == (first_report["summary"]["findings"]["error"] > 0), first.stdout[-2000:]
+
+    # the same state again: everything unchanged, so fail_on_new passes even when errors remain
+    again = lib.run_playbook(AUDIT, extra_vars=extra, json_output=False)
+    assert again.rc == 0, again.stdout[-3000:]
+    second = json.loads((report_dir / "report.json").read_text())
+    since = second["summary"]["since_last_run"]
+    assert since["new"] == {"error": 0, "warning": 0, "info": 0} and since["hosts_with_new"] == []
+    assert all(f["change"] == "unchanged" for f in second["hosts"]["localhost"]["findings"])
+
+    # one new problem (a rootless user without subordinate ids): new, and the run fails on it
+    user = make_user("pfnew")
+    lib.run_as(user, ["mkdir", "-p", f"{user.home}/.local/share/containers"])
+    third = lib.run_playbook(AUDIT, extra_vars=extra, json_output=False)
+    assert third.rc != 0
+    assert "new error(s)" in " ".join(third.stdout.split())
+    report = json.loads((report_dir / "report.json").read_text())
+    new = [f for f in report["hosts"]["localhost"]["findings"] if f["change"] == "new"]
+    assert new and all(f["user"] == user.name for f in new), new
+    assert report["summary"]["since_last_run"]["hosts_with_new"] == ["localhost"]
+    assert report["comparison"]["previous_generated_at"] == second["generated_at"]
+
+    # a report that is not one: a warning, no comparison, and the run goes on
+    (tmp_path / "junk.json").write_text("{not json", encoding="utf-8")
+    extra_junk = dict(extra, permfix_compare_with=str(tmp_path / "junk.json"), permfix_fail_on="none",
+                      permfix_fail_on_new=False, permfix_report_dir=str(tmp_path / "r2"))
+    junk = lib.run_playbook(AUDIT, extra_vars=extra_junk, json_output=False)
+    assert junk.rc == 0, junk.stdout[-3000:]
+    assert "not compared with the previous run" in junk.stdout
+    assert json.loads((tmp_path / "r2" / "report.json").read_text())["summary"]["since_last_run"] is None
+
+    # resolved: the user's problem is gone after the user is removed
+    lib.delete_user(user)
+    fourth = lib.run_playbook(AUDIT, extra_vars=extra, json_output=False)
+    assert fourth.rc == 0, fourth.stdout[-3000:]
+    report = json.loads((report_dir / "report.json").read_text())
+    resolved = report["comparison"]["resolved"]
+    assert {f["id"] for f in new} <= {f["id"] for f in resolved}, resolved
