@@ -141,7 +141,8 @@ def test_an_unwritable_report_dir_fails_with_a_sentence_naming_it(tmp_path):
     result = lib.run_playbook(AUDIT, extra_vars={"permfix_hosts": "localhost", "permfix_report_dir": str(target)},
                               json_output=False)
     assert result.rc != 0
-    assert f"cannot write the report into {target} (permfix_report_dir)" in " ".join((result.stdout + result.stderr).split())
+    output = " ".join((result.stdout + result.stderr).split())
+    assert f"cannot write the report into {target} (permfix_report_dir)" in output
     assert "Traceback" not in result.stdout + result.stderr
 
 
