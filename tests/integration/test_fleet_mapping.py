@@ -53,7 +53,9 @@ SCENARIOS: dict[str, tuple[dict[str, Any], str, str, bool]] = {
     "subids_users": ({"subids_users": [{"name": "app"}], "subids_discover": False}, APP, "subid", True),
     "subids_users_count": ({"subids_users": [{"name": "app", "count": 200000}]}, f"{APP}; {_ranges(65536)}",
                            "subid", True),
-    "subids_discover": ({"subids_discover": False}, f"{APP}; {_ranges(1000)}; {ROOTLESS}", "subid", False),
+    # only discovery finds a rootless user without any entry (a user with entries is always examined)
+    "subids_discover": ({"subids_discover": False}, f"{APP}; : > /etc/subuid; : > /etc/subgid; {ROOTLESS}",
+                        "subid", False),
     "subids_min_count": ({"subids_min_count": 100000}, f"{APP}; {_ranges(65536)}; {ROOTLESS}", "subid", True),
     "unprivileged_ports_needed": ({"unprivileged_ports_needed": [80]}, "", "unprivileged_port", True),
     "unprivileged_ports_sysctl_files": (
