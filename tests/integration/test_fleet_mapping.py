@@ -131,14 +131,16 @@ def mapped_runs(docker_client, tmp_path_factory):
                                            name=f"{prefix}-{name.replace('_', '-')}", host_config=host_config)
             api.start(created["Id"])
             containers.append(docker_client.containers.get(created["Id"]))
-        for (name, (_, seed, _, _)), container in zip(SCENARIOS.items(), containers):
+        for (name, scenario), container in zip(SCENARIOS.items(), containers):
+            seed = scenario[1]
             if "pfbb" in seed:
                 subprocess.run(["docker", "cp", str(lib.BUSYBOX_TARBALL), f"{container.name}:/tmp/busybox.tar"],
                                check=True, capture_output=True)
             code, output = container.exec_run(["bash", "-c", f"set -e; {PORT_1024}; {seed}"])
             assert code == 0, f"seeding {name} failed: {output.decode(errors='replace')}"
         lines = ["[mapping]"]
-        for (name, (host_vars, _, _, _)), container in zip(SCENARIOS.items(), containers):
+        for (name, scenario), container in zip(SCENARIOS.items(), containers):
+            host_vars = scenario[0]
             lines.append(f"{name} ansible_host={container.name} ansible_python_interpreter=/usr/bin/python3")
             (tmp / "host_vars").mkdir(exist_ok=True)
             (tmp / "host_vars" / f"{name}.json").write_text(json.dumps(dict(host_vars, pf_drop=DROP[name])),
@@ -177,7 +179,7 @@ def _summary_hosts(result: lib.PlaybookResult) -> dict[str, Any]:
 
 @pytest.mark.parametrize("scenario", list(SCENARIOS))
 def test_the_audit_reports_exactly_what_remediate_fixes(mapped_runs, scenario):
-    host_vars, _, klass, finds = SCENARIOS[scenario]
+    klass, finds = SCENARIOS[scenario][2:]
     plain_run = mapped_runs["plain"]
     assert plain_run.rc == 0, plain_run.stdout[-3000:] + plain_run.stderr[-2000:]
     plain_result = plain_run.data["plays"][0]["tasks"][0]["hosts"][scenario]

@@ -177,7 +177,7 @@ def _run_limited(tmp_path, ident, playbook, inventory, extravars, limit=None, ta
 
 
 def test_a_limit_without_localhost_reports_exactly_the_limited_hosts(tmp_path, fleet):
-    names, _ = fleet
+    names = fleet[0]
     inventory = _inventory(tmp_path, names)
     report_dir = tmp_path / "report"
     runner, artifacts, events = _run_limited(tmp_path, "audit-limit", AUDIT, inventory,
@@ -190,7 +190,7 @@ def test_a_limit_without_localhost_reports_exactly_the_limited_hosts(tmp_path, f
 
 
 def test_tags_of_one_role_keep_the_checks_and_the_summary(tmp_path, fleet):
-    names, _ = fleet
+    names = fleet[0]
     inventory = _inventory(tmp_path, names)
     runner, artifacts, events = _run_limited(tmp_path, "remediate-tags", REMEDIATE, inventory, {},
                                              limit="h02:h04", tags="subids", check=True)
@@ -206,7 +206,7 @@ def test_tags_of_one_role_keep_the_checks_and_the_summary(tmp_path, fleet):
 
 
 def test_a_run_where_every_host_is_unreachable_fails_after_writing_the_report(tmp_path, fleet):
-    names, _ = fleet
+    names = fleet[0]
     inventory = _inventory(tmp_path, names)
     report_dir = tmp_path / "report"
     runner, artifacts, events = _run_limited(tmp_path, "audit-gone", AUDIT, inventory,
