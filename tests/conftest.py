@@ -23,9 +23,9 @@ def xdist_group(item: pytest.Item) -> str:
 
     Unit and integration tests share this machine's users, files and engines, so they run in
     one group, one after another. Each molecule scenario works inside its own container,
-    ansible-test sanity on a staged copy, ansible-lint only reads, and the fleet tests (runner
+    ansible-test sanity on a staged copy, ansible-lint only reads, the fleet tests (runner
     and variable mapping) work only on their own containers (every host test scopes itself by
-    name): those run beside them.
+    name), and the report.html browser test touches no engine at all: those run beside them.
     The attack suite (tests/integration/attacks) works only in scratch trees, scratch account
     and sysctl files and private mount namespaces, and runs beside them too.
     """
@@ -36,7 +36,8 @@ def xdist_group(item: pytest.Item) -> str:
     callspec = getattr(item, "callspec", None)
     if name == "test_molecule.py" and callspec is not None and "scenario" in callspec.params:
         return f"molecule-{callspec.params['scenario']}"
-    if name in ("test_sanity.py", "test_lint.py", "test_molecule.py", "test_fleet_runner.py", "test_fleet_mapping.py"):
+    if name in ("test_sanity.py", "test_lint.py", "test_molecule.py", "test_fleet_runner.py", "test_fleet_mapping.py",
+                "test_report_html.py"):
         return name[len("test_"):-len(".py")]
     return "host"
 
@@ -66,6 +67,23 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             f"pytest-xdist did not put {len(ungrouped)} tests (e.g. {ungrouped[0]}) in their xdist_group: "
             "host tests would run at the same time; check the pytest and pytest-xdist versions"
         )
+
+
+@pytest.fixture(autouse=True)
+def _validate_written_reports(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After each test, every report.json under its tmp_path must match meta/report.schema.json."""
+    yield
+    tmp_path = request.node.funcargs.get("tmp_path")
+    if tmp_path is None:
+        return
+    problems = []
+    for path in lib.report_files(tmp_path):
+        try:
+            lib.validate_report(path)
+        except (AssertionError, ValueError) as exc:  # ValueError: not JSON at all
+            problems.append(str(exc))
+    if problems:
+        pytest.fail("\n".join(problems), pytrace=False)
 
 
 @pytest.fixture

@@ -401,3 +401,39 @@ def staged_collection() -> Path:
     finally:
         os.unlink(list_file)
     return target
+
+
+# --- the report schema ---------------------------------------------------------------------
+
+REPORT_SCHEMA = REPO_ROOT / "meta" / "report.schema.json"
+
+
+def report_schema_errors(report: Any) -> list[str]:
+    """Every way ``report`` (a dict) breaks meta/report.schema.json, as ``at PATH: message`` lines."""
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(json.loads(REPORT_SCHEMA.read_text()))
+    errors = sorted(validator.iter_errors(report), key=lambda error: list(map(str, error.absolute_path)))
+    return [f"at {'/'.join(map(str, error.absolute_path)) or '(top)'}: {error.message}" for error in errors]
+
+
+def validate_report(report: Any, where: str = "the report") -> None:
+    """Fail (AssertionError) when ``report`` (a dict, or the path of a report.json) does not match
+    the schema the collection ships, with every error in the message."""
+    if isinstance(report, (str, Path)):
+        where = str(report)
+        report = json.loads(Path(report).read_text())
+    errors = report_schema_errors(report)
+    if errors:
+        raise AssertionError(
+            f"{where} does not match meta/report.schema.json ({len(errors)} errors):\n  " + "\n  ".join(errors[:20])
+        )
+
+
+def report_files(directory: Path) -> list[Path]:
+    """Every report.json under ``directory`` (symlinks not followed)."""
+    found = []
+    for root, _dirs, files in os.walk(directory):
+        if "report.json" in files:
+            found.append(Path(root) / "report.json")
+    return sorted(found)

@@ -15,6 +15,7 @@ from ansible_collections.permfix.containers.plugins.module_utils._core.report im
     render_markdown,
     summary_lines,
 )
+from ansible_collections.permfix.containers.plugins.plugin_utils.report_html import render_html
 
 DOCUMENTATION = r"""
 name: report
@@ -27,8 +28,9 @@ description:
     C(reachable), C(engines) and C(findings) (and C(reason) for a host that failed), and
     returns the report that C(permfix.containers.audit) writes to C(report.json).
   - The companion filters C(permfix.containers.report_markdown),
-    C(permfix.containers.report_summary) and C(permfix.containers.report_findings) render the
-    same report as Markdown, as a short table of lines, and as one line per finding.
+    C(permfix.containers.report_html), C(permfix.containers.report_summary) and
+    C(permfix.containers.report_findings) render the same report as Markdown, as one
+    self-contained HTML page, as a short table of lines, and as one line per finding.
 positional: generated_at
 options:
   _input:
@@ -121,6 +123,7 @@ class FilterModule:
         return {
             "report": _report,
             "report_markdown": _rendering("report_markdown", render_markdown),
+            "report_html": _rendering("report_html", render_html),
             "report_summary": _rendering("report_summary", summary_lines),
             "report_findings": _rendering("report_findings", finding_lines),
         }

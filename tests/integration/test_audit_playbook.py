@@ -64,7 +64,7 @@ def test_audit_localhost_reports_a_rootless_user_without_subids_and_changes_noth
     assert mine and all(f["severity"] == "error" for f in mine), host["findings"]
     assert report["summary"]["findings"]["error"] >= len(mine)
     markdown = (report_dir / "report.md").read_text()
-    assert "## localhost" in markdown and user.name in markdown
+    assert "### localhost" in markdown and user.name in markdown
     # the run printed the findings and where the report is
     assert user.name in result.stdout and f"{report_dir}/report.json" in result.stdout
     assert {path: _digest(path) for path in before} == before
@@ -92,7 +92,7 @@ def test_audit_of_a_host_without_engines_and_an_unreachable_host(tmp_path, engin
     assert report["hosts"]["gone"]["reachable"] is False
     assert "127.0.0.1" in report["hosts"]["gone"]["reason"] or "port 1" in report["hosts"]["gone"]["reason"]
     assert report["summary"]["hosts"] == 2 and report["summary"]["unreachable"] == 1
-    assert "**Unreachable or failed**" in (report_dir / "report.md").read_text()
+    assert "## Unreachable hosts\n\n| host | reason |\n|---|---|\n| gone | " in (report_dir / "report.md").read_text()
 
 
 def test_permfix_fail_on_error_fails_the_run_but_still_writes_the_report(tmp_path, make_user):

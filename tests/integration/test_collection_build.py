@@ -15,7 +15,7 @@ import pytest
 import permfix_testlib as lib
 
 MODULES = sorted(path.stem for path in (lib.REPO_ROOT / "plugins" / "modules").glob("*.py"))
-FILTERS = ["report", "report_markdown", "report_summary", "report_findings"]
+FILTERS = ["report", "report_markdown", "report_html", "report_summary", "report_findings"]
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +44,7 @@ def test_tarball_holds_the_collection_and_no_test_bed_leftovers(installed):
         names = tar.getnames()
     assert "MANIFEST.json" in names and "FILES.json" in names
     assert "playbooks/audit.yml" in names
+    assert "meta/report.schema.json" in names and "plugins/plugin_utils/report_html.py" in names
     assert any(name.startswith("plugins/modules/") for name in names)
     for unwanted in (".venv", ".cache", ".git", "scripts", "tests/output", "permfix-report"):
         assert not any(name == unwanted or name.startswith(unwanted + "/") for name in names), unwanted

@@ -25,7 +25,7 @@ need_root() {
 # --- Debian packages ---------------------------------------------------------------------
 runtime_packages=(python3 python3-venv python3-docker ca-certificates git)
 test_packages=(docker.io podman uidmap slirp4netns fuse-overlayfs busybox-static debootstrap acl
-  e2fsprogs iproute2 util-linux procps sudo passwd rsync)
+  e2fsprogs iproute2 util-linux procps sudo passwd rsync chromium chromium-driver)
 
 install_packages() {
   local missing=() pkg

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -156,7 +157,7 @@ def _cell(value: Any) -> str:
     """A value made safe for one Markdown table cell."""
     if value is None or value == "":
         return "-"
-    return str(value).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+    return str(value).replace("\\", "\\\\").replace("|", "\\|").replace("<", "\\<").replace("\n", " ")
 
 
 def _engines_line(engines: Mapping[str, Any]) -> str:
@@ -196,45 +197,141 @@ def finding_lines(report: Mapping[str, Any]) -> list[str]:
     return lines or ["no findings"]
 
 
-def render_markdown(report: Mapping[str, Any]) -> str:
-    """report.md: the summary, then a table of findings per host."""
+def problem_template(finding: Mapping[str, Any]) -> str:
+    """What is wrong, without where: the message with the finding's own subject, container and
+    user replaced by ``{subject}``, ``{container}``, ``{user}`` and every number by ``{n}``.
+
+    Findings of one class with the same template are one problem, whatever host, path,
+    container or count they are about (report.md groups them so).
+    """
+    names = {
+        str(finding[key]): "{" + key + "}"
+        for key in ("user", "container", "subject")
+        if finding.get(key) not in (None, "")
+    }
+    alternatives = [re.escape(name) for name in sorted(names, key=len, reverse=True)]
+    pattern = re.compile(
+        "(?<![\\w./-])(" + "|".join(alternatives) + ")(?![\\w/-])|\\b\\d+\\b" if alternatives else "\\b\\d+\\b"
+    )
+    return pattern.sub(lambda match: names.get(match.group(0), "{n}"), str(finding.get("message", "")))
+
+
+def problems(report: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The findings grouped by problem (class and :func:`problem_template`), worst first.
+
+    Each group: ``class``, ``severity`` (the worst of its findings), ``problem`` (the
+    template), ``findings`` (their number) and ``hosts`` (sorted names).
+    """
+    rank = {name: index for index, name in enumerate(SEVERITIES)}
+    groups: dict[tuple[str, str], dict[str, Any]] = {}
+    for name, entry in report["hosts"].items():
+        for finding in entry["findings"]:
+            key = (str(finding["class"]), problem_template(finding))
+            group = groups.setdefault(
+                key, {"class": key[0], "severity": finding["severity"], "problem": key[1], "findings": 0, "hosts": []}
+            )
+            group["findings"] += 1
+            if rank.get(finding["severity"], len(rank)) < rank.get(group["severity"], len(rank)):
+                group["severity"] = finding["severity"]
+            if name not in group["hosts"]:
+                group["hosts"].append(name)
+    return sorted(groups.values(), key=lambda g: (rank.get(g["severity"], len(rank)), g["class"], g["problem"]))
+
+
+def _table(header: tuple[str, ...], rows: list[tuple[Any, ...]], align: str = "") -> list[str]:
+    """A Markdown table; ``align`` has one letter per column (``r`` right, else left)."""
+    rule = "|" + "|".join("---:" if (align[index:index + 1] == "r") else "---" for index in range(len(header))) + "|"
+    return [
+        "| " + " | ".join(header) + " |",
+        rule,
+        *("| " + " | ".join(_cell(value) for value in row) + " |" for row in rows),
+    ]
+
+
+def _markdown_summary(report: Mapping[str, Any]) -> list[str]:
     summary = report["summary"]
+    counts = summary["findings"]
+    lines = ["## Summary", ""]
+    lines += _table(
+        ("hosts", "audited", "unreachable", "errors", "warnings", "info"),
+        [(summary["hosts"], summary["hosts"] - summary["unreachable"], summary["unreachable"],
+          counts["error"], counts["warning"], counts["info"])],
+        "rrrrrr",
+    )
+    by_class = [(name, count) for name, count in summary["by_class"].items() if count]
+    lines += ["", "Findings by class: " + (", ".join(f"{name} {count}" for name, count in by_class) or "none") + "."]
+    since = summary.get("since_last_run")
+    if since:
+        comparison = report.get("comparison") or {}
+        lines += ["", f"Since the last run ({_cell(comparison.get('previous_generated_at'))}):", ""]
+        lines += _table(
+            ("new errors", "new warnings", "new info", "unchanged", "resolved", "not verified"),
+            [(since["new"]["error"], since["new"]["warning"], since["new"]["info"], since["unchanged"],
+              since["resolved"], len(comparison.get("unverified") or []))],
+            "rrrrrr",
+        )
+        lines += ["", "Hosts with new findings: " + (", ".join(since["hosts_with_new"]) or "none") + "."]
+    return lines
+
+
+def _markdown_host(name: str, entry: Mapping[str, Any], compared: bool) -> list[str]:
+    lines = ["", f"### {_cell(name)}", "", _engines_line(entry["engines"])]
+    if entry.get("reason"):
+        lines += ["", f"Partial result: {_cell(entry['reason'])}"]
+    if not entry["findings"]:
+        return lines
+    header = ("severity", "class", "subject", "container", "message", "fix") + (("change",) if compared else ())
+    rows = [
+        (finding["severity"], finding["class"], finding["subject"], finding.get("container"), finding["message"],
+         finding.get("fix") if finding.get("fixable") else "not fixable automatically")
+        + ((finding.get("change"),) if compared else ())
+        for finding in entry["findings"]
+    ]
+    return lines + [""] + _table(header, rows)
+
+
+def render_markdown(report: Mapping[str, Any]) -> str:
+    """report.md, laid out for fleets: the summary (with the since-last-run counts), the
+    findings grouped by problem with the hosts they affect, a section per host with findings
+    (or a partial result), the other audited hosts on one line, the unreachable hosts in one
+    table, and the findings resolved since the last run."""
+    hosts = report["hosts"]
+    compared = bool(report["summary"].get("since_last_run"))
     lines = [
         "# permfix.containers audit report",
         "",
         f"Generated at {report['generated_at']} (schema `{report['schema']}`).",
         "",
-        "## Summary",
-        "",
-        "| hosts | unreachable | errors | warnings | info |",
-        "|---:|---:|---:|---:|---:|",
-        f"| {summary['hosts']} | {summary['unreachable']} | {summary['findings']['error']} "
-        f"| {summary['findings']['warning']} | {summary['findings']['info']} |",
-        "",
-        "| class | findings |",
-        "|---|---:|",
+        *_markdown_summary(report),
     ]
-    lines += [f"| {name} | {count} |" for name, count in summary["by_class"].items()]
-    for name, entry in report["hosts"].items():
-        lines += ["", f"## {name}", ""]
-        if not entry["reachable"]:
-            lines.append(f"**Unreachable or failed**: {_cell(entry.get('reason'))}")
-            continue
-        lines.append(_engines_line(entry["engines"]))
-        if entry.get("reason"):
-            lines += ["", f"Partial result: {_cell(entry['reason'])}"]
-        lines.append("")
-        if not entry["findings"]:
-            lines.append("No findings.")
-            continue
-        lines += [
-            "| severity | class | subject | container | message | fix |",
-            "|---|---|---|---|---|---|",
-        ]
-        for finding in entry["findings"]:
-            fix = finding.get("fix") if finding.get("fixable") else "not fixable automatically"
-            lines.append(
-                f"| {finding['severity']} | {finding['class']} | {_cell(finding['subject'])} "
-                f"| {_cell(finding.get('container'))} | {_cell(finding['message'])} | {_cell(fix)} |"
+    grouped = problems(report)
+    if grouped:
+        lines += ["", "## Findings by problem", ""]
+        lines += _table(
+            ("severity", "class", "problem", "findings", "hosts"),
+            [(g["severity"], g["class"], g["problem"], g["findings"], f"{len(g['hosts'])}: " + ", ".join(g["hosts"]))
+             for g in grouped],
+            "---r",
+        )
+    detailed = [
+        name for name, entry in hosts.items() if entry["reachable"] and (entry["findings"] or entry.get("reason"))
+    ]
+    if detailed:
+        lines += ["", "## Hosts with findings"]
+        for name in detailed:
+            lines += _markdown_host(name, hosts[name], compared)
+    clean = [name for name, entry in hosts.items() if entry["reachable"] and name not in detailed]
+    if clean:
+        lines += ["", "## Hosts without findings", "", f"{len(clean)}: " + _cell(", ".join(clean))]
+    unreachable = [(name, entry.get("reason")) for name, entry in hosts.items() if not entry["reachable"]]
+    if unreachable:
+        lines += ["", "## Unreachable hosts", ""] + _table(("host", "reason"), unreachable)
+    comparison = report.get("comparison") or {}
+    for title, key in (("Resolved since the last run", "resolved"),
+                       ("Not verified since the last run (the host was not fully audited)", "unverified")):
+        if comparison.get(key):
+            lines += ["", f"## {title}", ""] + _table(
+                ("host", "severity", "class", "message"),
+                [(entry["host"], entry["severity"], entry["class"], entry["message"]) for entry in comparison[key]],
             )
     return "\n".join(lines) + "\n"

@@ -12,14 +12,14 @@ FILTERS = FilterModule().filters()
 
 
 def test_filters_are_registered():
-    assert set(FILTERS) == {"report", "report_markdown", "report_summary", "report_findings"}
+    assert set(FILTERS) == {"report", "report_markdown", "report_html", "report_summary", "report_findings"}
 
 
 def test_report_filter_builds_the_report():
     report = FILTERS["report"]({"h": {"reachable": True, "findings": []}}, "2026-01-01T00:00:00Z")
     assert report["summary"]["hosts"] == 1
     assert FILTERS["report_findings"](report) == ["no findings"]
-    assert FILTERS["report_markdown"](report).count("## h") == 1
+    assert FILTERS["report_markdown"](report).endswith("## Hosts without findings\n\n1: h\n")
 
 
 @pytest.mark.parametrize(
@@ -47,3 +47,20 @@ def test_report_filter_compares_with_a_previous_report():
 def test_report_filter_refuses_a_report_of_another_schema():
     with pytest.raises(AnsibleFilterError, match="cannot compare with the previous report: .*schema 'other/v9'"):
         FILTERS["report"]({}, "t", {"schema": "other/v9", "hosts": {}})
+
+
+def test_report_html_escapes_user_data_and_loads_nothing():
+    from report_samples import fleet_results
+
+    report = FILTERS["report"](fleet_results(hosts=8, affected=5, unreachable=1), "t")
+    html = FILTERS["report_html"](report)
+    assert "<script>alert(1)</script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "/srv/x &amp; y" in html
+    assert html.count('<tr class="finding"') == 12
+    assert "http://" not in html and "https://" not in html and "default-src 'none'" in html
+    assert html.count("<script>") == 1 and "<link" not in html and "<img" not in html
+
+
+def test_report_html_explains_bad_input():
+    with pytest.raises(AnsibleFilterError, match="report_html needs a report built by permfix.containers.report"):
+        FILTERS["report_html"]({"hosts": {}})

@@ -6,12 +6,15 @@ from __future__ import annotations
 import json
 
 import pytest
+from report_samples import fleet_results
 
 from ansible_collections.permfix.containers.plugins.module_utils._core.findings import make_finding
 from ansible_collections.permfix.containers.plugins.module_utils._core.report import (
     ReportError,
     build_report,
     finding_lines,
+    problem_template,
+    problems,
     render_markdown,
     summary_lines,
 )
@@ -63,20 +66,26 @@ def test_findings_are_sorted_errors_first(report):
     assert [f["severity"] for f in report["hosts"]["web1"]["findings"]] == ["error", "warning"]
 
 
-def test_markdown_has_summary_a_table_per_host_and_escapes_pipes(report):
+def test_markdown_fleet_layout_and_escapes(report):
     text = render_markdown(report)
     assert text.startswith("# permfix.containers audit report\n")
-    assert "| 3 | 1 | 1 | 1 | 0 |" in text
-    assert "## web1" in text and "## db1" in text and "## web2" in text
-    assert "**Unreachable or failed**: ssh: connection refused" in text
+    sections = [line for line in text.splitlines() if line.startswith("## ")]
+    assert sections == ["## Summary", "## Findings by problem", "## Hosts with findings", "## Hosts without findings",
+                        "## Unreachable hosts"]
+    assert "| 3 | 2 | 1 | 1 | 1 | 0 |" in text
+    assert "Findings by class: bind_mount 1, subid 1." in text
+    assert "### web1" in text and "### db1" not in text and "### web2" not in text
+    assert "## Hosts without findings\n\n1: db1\n" in text
+    assert "| web2 | ssh: connection refused |" in text
     assert (
         "| error | bind_mount | /srv/app/data | web | container web cannot write /srv/app/data "
         "| chown 1000:1000 on 3 of 4 entries |"
         in text
     )
-    assert "fewer than 65536" in text and "1000 subordinate UIDs \\| fewer" in text
-    assert "No findings." in text.split("## db1")[1].split("##")[0]
+    assert "1000 subordinate UIDs \\| fewer" in text
     assert "not fixable automatically" in text
+    assert "| error | bind_mount | container {container} cannot write {subject} | 1 | 1: web1 |" in text
+    assert "since" not in text.lower() and "change" not in text
 
 
 def test_summary_lines_is_an_aligned_table_with_a_total(report):
@@ -226,3 +235,75 @@ def test_no_previous_report_means_no_comparison(previous):
 def test_bad_previous_report_is_a_sentence(previous, message):
     with pytest.raises(ReportError, match=message):
         build_report(HOSTS, "t", previous)
+
+
+# --- report.md for fleets ----------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    ("finding", "template"),
+    [
+        (make_finding("bind_mount", "error", "/srv/a", "container web runs as 1000:1000 and cannot write /srv/a: "
+                      "owned by 0:0, mode 0755", container="web", user="1000:1000"),
+         "container {container} runs as {user} and cannot write {subject}: owned by {n}:{n}, mode {n}"),
+        (make_finding("subid", "warning", "app", "app has 1000 subordinate UIDs in /etc/subuid; apps fail", user="app"),
+         "{subject} has {n} subordinate UIDs in /etc/subuid; apps fail"),
+        (make_finding("bind_mount", "error", "/srv/app/data", "container app cannot write /srv/app/data",
+                      container="app"),
+         "container {container} cannot write {subject}"),
+        (make_finding("unprivileged_port", "info", "net.ipv4.ip_unprivileged_port_start",
+                      "net.ipv4.ip_unprivileged_port_start is 1024 on ipv4 hosts"),
+         "{subject} is {n} on ipv4 hosts"),
+        (make_finding("named_volume", "warning", "data", "volume data of db (metadata) is 999", container="db"),
+         "volume {subject} of {container} (metadata) is {n}"),
+    ],
+    ids=["owner-numbers", "user-is-subject", "container-inside-subject", "no-digits-inside-words", "whole-words"],
+)
+def test_problem_template(finding, template):
+    assert problem_template(finding) == template
+
+
+def test_problems_group_across_hosts_with_the_worst_severity():
+    one = make_finding("bind_mount", "warning", "/a", "cannot write /a", container="x")
+    two = make_finding("bind_mount", "error", "/b", "cannot write /b", container="y")
+    other = make_finding("subid", "info", "app", "app is fine", user="app")
+    grouped = problems(build_report({"h2": {"reachable": True, "findings": [one, other]},
+                                     "h1": {"reachable": True, "findings": [two]}}, "t"))
+    assert grouped == [
+        {"class": "bind_mount", "severity": "error", "problem": "cannot write {subject}", "findings": 2,
+         "hosts": ["h1", "h2"]},
+        {"class": "subid", "severity": "info", "problem": "{subject} is fine", "findings": 1, "hosts": ["h2"]},
+    ]
+
+
+@pytest.fixture(scope="module")
+def fleet():
+    previous = build_report(fleet_results(affected=4), "2026-11-21T20:00:00Z")
+    return build_report(fleet_results(), "2026-11-22T20:00:00Z", previous)
+
+
+def test_200_host_report_md_is_short_and_keeps_every_finding(fleet):
+    text = render_markdown(fleet)
+    lines = text.splitlines()
+    print(f"report.md: {len(lines)} lines for {fleet['summary']['hosts']} hosts")
+    assert len(lines) < 150
+    assert "No findings" not in text
+    findings = [(name, f) for name, entry in fleet["hosts"].items() for f in entry["findings"]]
+    assert len(findings) == 12
+    for name, finding in findings:
+        row = [line for line in lines if line.startswith(f"| {finding['severity']} | {finding['class']} | ")
+               and finding["message"].replace("<", "\\<") in line]
+        assert len(row) == 1, (name, finding["id"])
+    for name in fleet["hosts"]:
+        assert name in text
+    assert "| node199.example.com | unreachable: Failed to connect to node199.example.com port 22 |" in lines
+    assert sum(1 for line in lines if line.startswith("### ")) == 5
+
+
+def test_200_host_report_md_shows_since_last_run_and_resolved(fleet):
+    text = render_markdown(fleet)
+    assert "Since the last run (2026-11-21T20:00:00Z):" in text
+    assert "| 3 | 0 | 1 | 8 | 2 | 0 |" in text
+    assert "Hosts with new findings: node005.example.com." in text
+    resolved = text.split("## Resolved since the last run\n", 1)[1].splitlines()
+    assert resolved[3].startswith("| node004.example.com | error | bind_mount | container \\<script>")
+    assert "| change |" in text and "| new |" in text and "| unchanged |" in text
