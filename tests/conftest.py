@@ -23,9 +23,9 @@ def xdist_group(item: pytest.Item) -> str:
 
     Unit and integration tests share this machine's users, files and engines, so they run in
     one group, one after another. Each molecule scenario works inside its own container,
-    ansible-test sanity on a staged copy, ansible-lint only reads, and the fleet test works
-    only on its own containers (every host test scopes itself by name), and the report.html
-    browser test touches no engine at all: those run beside them.
+    ansible-test sanity on a staged copy, ansible-lint only reads, the fleet tests (runner
+    and variable mapping) work only on their own containers (every host test scopes itself by
+    name), and the report.html browser test touches no engine at all: those run beside them.
     The attack suite (tests/integration/attacks) works only in scratch trees, scratch account
     and sysctl files and private mount namespaces, and runs beside them too.
     """
@@ -36,8 +36,8 @@ def xdist_group(item: pytest.Item) -> str:
     callspec = getattr(item, "callspec", None)
     if name == "test_molecule.py" and callspec is not None and "scenario" in callspec.params:
         return f"molecule-{callspec.params['scenario']}"
-    if name in ("test_sanity.py", "test_lint.py", "test_molecule.py", "test_fleet_runner.py", "test_report_html.py",
-                "test_publish.py"):
+    if name in ("test_sanity.py", "test_lint.py", "test_molecule.py", "test_fleet_runner.py", "test_fleet_mapping.py",
+                "test_report_html.py", "test_publish.py"):
         return name[len("test_"):-len(".py")]
     return "host"
 

@@ -39,18 +39,67 @@ options:
     type: list
     elements: str
     default: []
+  subid_discover:
+    description:
+      - Also examine every user with rootless podman state or a running pause process, like
+        O(permfix.containers.subid_info#module:discover).
+    type: bool
+    default: true
   subid_min_count:
     description:
       - How many subordinate UIDs and GIDs each examined user should have, like
         O(permfix.containers.subid_info#module:min_count).
       - Defaults to C(SUB_UID_COUNT) and C(SUB_GID_COUNT) from C(/etc/login.defs), else 65536.
     type: int
+  subid_counts:
+    description:
+      - Per user name, how many subordinate UIDs and GIDs that user should have, like
+        O(permfix.containers.subid_info#module:counts).
+    type: dict
+    default: {}
   unprivileged_ports:
     description:
       - Host ports that rootless containers need in addition to the discovered ones, like
         O(permfix.containers.unprivileged_port_info#module:ports).
     type: list
     elements: int
+    default: []
+  unprivileged_port_discover:
+    description:
+      - Ask podman and rootless Docker which host ports their containers publish, like
+        O(permfix.containers.unprivileged_port_info#module:discover).
+    type: bool
+    default: true
+  unprivileged_port_sysctl_dirs:
+    description:
+      - Where the sysctl configuration lives, like O(permfix.containers.unprivileged_port_info#module:sysctl_dirs).
+    type: list
+    elements: path
+    default: [/etc/sysctl.d, /run/sysctl.d, /usr/local/lib/sysctl.d, /usr/lib/sysctl.d, /lib/sysctl.d]
+  unprivileged_port_sysctl_conf:
+    description:
+      - The main sysctl file, like O(permfix.containers.unprivileged_port_info#module:sysctl_conf).
+    type: path
+    default: /etc/sysctl.conf
+  bind_mount_engines:
+    description:
+      - The engines whose containers' bind mounts are examined, like
+        O(permfix.containers.bind_mount_info#module:engines); V([]) examines only O(bind_mount_specs).
+    type: list
+    elements: str
+    choices: [docker, podman]
+    default: [docker, podman]
+  bind_mount_podman_users:
+    description:
+      - Users whose podman containers are examined (V(root) is rootful podman), like
+        O(permfix.containers.bind_mount_info#module:podman_users). Default is root and every rootless user.
+    type: list
+    elements: str
+  bind_mount_containers:
+    description:
+      - Only these containers (names or ids), like O(permfix.containers.bind_mount_info#module:containers).
+    type: list
+    elements: str
     default: []
   bind_mount_specs:
     description:
@@ -94,12 +143,42 @@ options:
     type: list
     elements: path
     default: [/srv, /opt, /data, /mnt]
+  bind_mount_allow_home_subdirs:
+    description:
+      - A fix may change ownership below (never at) home directories, like
+        O(permfix.containers.bind_mount_info#module:allow_home_subdirs).
+    type: bool
+    default: true
+  bind_mount_docker_host:
+    description:
+      - The Docker daemon of the C(bind_mount) detection, like
+        O(permfix.containers.bind_mount_info#module:docker_host).
+        Default is O(docker_host).
+    type: str
   bind_mount_scan:
     description:
       - For each bind mount with a finding, walk the directory and count the entries a C(chown) would
         change, like O(permfix.containers.bind_mount_info#module:scan).
     type: bool
     default: true
+  named_volume_engines:
+    description:
+      - The engines whose named volumes are examined, like O(permfix.containers.volume_owner_info#module:engines).
+    type: list
+    elements: str
+    choices: [docker, podman]
+    default: [docker, podman]
+  named_volume_podman_users:
+    description:
+      - Users whose podman volumes are examined, like O(permfix.containers.volume_owner_info#module:podman_users).
+    type: list
+    elements: str
+  named_volume_volumes:
+    description:
+      - Only these volume names, like O(permfix.containers.volume_owner_info#module:volumes); V([]) means all.
+    type: list
+    elements: str
+    default: []
   named_volume_owners:
     description:
       - Declared owners of named volumes (volume name to C(uid:gid)), like
@@ -112,6 +191,12 @@ options:
         O(permfix.containers.volume_owner_info#module:fixer_image).
     type: str
     default: localhost/permfix-fixer:busybox
+  named_volume_docker_host:
+    description:
+      - The Docker daemon of the C(named_volume) detection, like
+        O(permfix.containers.volume_owner_info#module:docker_host).
+        Default is O(docker_host).
+    type: str
 extends_documentation_fragment:
   - permfix.containers.attributes
   - permfix.containers.docker

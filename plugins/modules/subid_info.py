@@ -49,6 +49,13 @@ options:
       - How many subordinate UIDs and GIDs each examined user should have.
       - Defaults to C(SUB_UID_COUNT) and C(SUB_GID_COUNT) from O(login_defs_path), else 65536.
     type: int
+  counts:
+    description:
+      - Per user name, how many subordinate UIDs and GIDs that user should have; wins over O(min_count)
+        for that user (what the C(permfix.containers.subids) role's C(subids_users[].count) asks for).
+      - Each count is a number from 1 to 4294967295.
+    type: dict
+    default: {}
   required_id:
     description:
       - The highest container UID or GID the users must be able to map, for example V(65534)

@@ -162,6 +162,62 @@ def _files(containers) -> dict[str, str]:
     }
 
 
+def _run_limited(tmp_path, ident, playbook, inventory, extravars, limit=None, tags=None, check=False):
+    """One job with AWX's Limit and Job Tags fields (these runs change nothing: the story below needs the seeds)."""
+    private = tmp_path / "runner" / ident
+    private.mkdir(parents=True)
+    env = lib.ansible_env()
+    envvars = {key: env[key] for key in env if key.startswith("ANSIBLE_") or key == "PATH"}
+    runner = ansible_runner.run(private_data_dir=str(private), ident=ident, playbook=str(playbook),
+                                inventory=str(inventory), extravars=extravars, envvars=envvars,
+                                limit=limit, tags=tags, cmdline="--check" if check else None, forks=11, quiet=True)
+    artifacts = private / "artifacts" / ident
+    events = [json.loads(path.read_text()) for path in sorted((artifacts / "job_events").glob("*.json"))]
+    return runner, artifacts, events
+
+
+def test_a_limit_without_localhost_reports_exactly_the_limited_hosts(tmp_path, fleet):
+    names = fleet[0]
+    inventory = _inventory(tmp_path, names)
+    report_dir = tmp_path / "report"
+    runner, artifacts, events = _run_limited(tmp_path, "audit-limit", AUDIT, inventory,
+                                             {"permfix_report_dir": str(report_dir)}, limit="h00:h04")
+    assert runner.rc == 0, (artifacts / "stdout").read_text()[-3000:]
+    report = json.loads((report_dir / "report.json").read_text())
+    assert set(report["hosts"]) == {"h00", "h04"}
+    assert _problems(report) == {("h04", "bind_mount")}
+    assert _stats_event(events)["artifact_data"]["permfix_summary"] == report["summary"]
+
+
+def test_tags_of_one_role_keep_the_checks_and_the_summary(tmp_path, fleet):
+    names = fleet[0]
+    inventory = _inventory(tmp_path, names)
+    runner, artifacts, events = _run_limited(tmp_path, "remediate-tags", REMEDIATE, inventory, {},
+                                             limit="h02:h04", tags="subids", check=True)
+    stdout = (artifacts / "stdout").read_text()
+    assert runner.rc == 0, stdout[-3000:]
+    summary = _stats_event(events)["artifact_data"]["permfix_remediation"]
+    # subids would fix h02; h04's bind mount is left, its role was not selected
+    assert summary["hosts"] == 2 and summary["not_finished"] == [], summary
+    assert summary["fixed"] >= 1 and summary["remaining"] >= 1 and summary["new"] == 0, summary
+    assert "TASK [Find the problems before the fix]" in stdout
+    assert "remediation of bind_mount is switched off" in stdout
+    assert "TASK [Make bind-mounted directories usable" not in stdout
+
+
+def test_a_run_where_every_host_is_unreachable_fails_after_writing_the_report(tmp_path, fleet):
+    names = fleet[0]
+    inventory = _inventory(tmp_path, names)
+    report_dir = tmp_path / "report"
+    runner, artifacts, events = _run_limited(tmp_path, "audit-gone", AUDIT, inventory,
+                                             {"permfix_report_dir": str(report_dir),
+                                              "permfix_fail_on_unreachable": False}, limit="gone")
+    assert runner.status == "failed" and runner.rc != 0
+    report = json.loads((report_dir / "report.json").read_text())
+    assert set(report["hosts"]) == {"gone"} and report["hosts"]["gone"]["reachable"] is False
+    assert "no host was audited" in (artifacts / "stdout").read_text()
+
+
 def test_fleet_audit_remediate_audit_through_ansible_runner(tmp_path, fleet):
     names, containers = fleet
     inventory = _inventory(tmp_path, names)
@@ -184,7 +240,8 @@ def test_fleet_audit_remediate_audit_through_ansible_runner(tmp_path, fleet):
     seeded_count = sum(1 for entry in report["hosts"].values() for f in entry["findings"] if f["severity"] != "info")
     stats = _stats_event(events)
     assert stats["artifact_data"]["permfix_summary"] == report["summary"]
-    assert runner.stats["failures"] == {"localhost": 1}
+    # the findings fail the job (once, on the controller step) and "gone", which could not be audited, fails too
+    assert set(runner.stats["failures"]) | set(runner.stats["dark"]) >= {"gone"}
     assert any(
         event.get("event") == "runner_on_failed"
         and event["event_data"].get("task") == "Fail when findings reach permfix_fail_on"
@@ -217,8 +274,10 @@ def test_fleet_audit_remediate_audit_through_ansible_runner(tmp_path, fleet):
 
     # 4. the next scheduled audit is clean and green
     report_dir = tmp_path / "report-after"
+    # ("gone" still cannot be audited: with permfix_fail_on_unreachable false that does not fail the job)
     runner, artifacts, events = _run(tmp_path, "audit-after", AUDIT, inventory,
-                                     {"permfix_report_dir": str(report_dir), "permfix_fail_on": "error"})
+                                     {"permfix_report_dir": str(report_dir), "permfix_fail_on": "error",
+                                      "permfix_fail_on_unreachable": False})
     assert runner.status == "successful" and runner.rc == 0, (artifacts / "stdout").read_text()[-3000:]
     report = json.loads((report_dir / "report.json").read_text())
     assert _problems(report) == set(), json.dumps(report["hosts"], indent=1)

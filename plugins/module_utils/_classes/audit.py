@@ -36,13 +36,27 @@ DETECTIONS: tuple[Detection, ...] = (SUBID_INFO, PORT_INFO, BIND_MOUNT_INFO, VOL
 # audit_info's own options: (detection, the option of that detection's module it sets).
 OPTIONS: dict[str, tuple[str, str]] = {
     "subid_users": ("subid", "users"),
+    "subid_discover": ("subid", "discover"),
     "subid_min_count": ("subid", "min_count"),
+    "subid_counts": ("subid", "counts"),
     "unprivileged_ports": ("unprivileged_port", "ports"),
+    "unprivileged_port_discover": ("unprivileged_port", "discover"),
+    "unprivileged_port_sysctl_dirs": ("unprivileged_port", "sysctl_dirs"),
+    "unprivileged_port_sysctl_conf": ("unprivileged_port", "sysctl_conf"),
+    "bind_mount_engines": ("bind_mount", "engines"),
+    "bind_mount_podman_users": ("bind_mount", "podman_users"),
+    "bind_mount_containers": ("bind_mount", "containers"),
     "bind_mount_specs": ("bind_mount", "specs"),
     "bind_mount_allowed_roots": ("bind_mount", "allowed_roots"),
+    "bind_mount_allow_home_subdirs": ("bind_mount", "allow_home_subdirs"),
     "bind_mount_scan": ("bind_mount", "scan"),
+    "bind_mount_docker_host": ("bind_mount", "docker_host"),
+    "named_volume_engines": ("named_volume", "engines"),
+    "named_volume_podman_users": ("named_volume", "podman_users"),
+    "named_volume_volumes": ("named_volume", "volumes"),
     "named_volume_owners": ("named_volume", "owners"),
     "named_volume_fixer_image": ("named_volume", "fixer_image"),
+    "named_volume_docker_host": ("named_volume", "docker_host"),
 }
 
 EngineDetector = Callable[[Runner, str, float], EngineReport]
@@ -70,12 +84,13 @@ class AuditRequest:
 def detection_params(detection: Detection, params: Mapping[str, Any]) -> dict[str, Any]:
     """The parameters ``detection``'s own module would get for audit_info's ``params``."""
     values = detection.defaults()
-    for option, (name, key) in OPTIONS.items():
-        if name == detection.name and params.get(option) is not None:
-            values[key] = params[option]
     for key in DOCKER_ARGUMENT_SPEC:
         if key in values:
             values[key] = params[key]
+    # after the shared Docker options: a detection's own docker_host (<detection>_docker_host) wins
+    for option, (name, key) in OPTIONS.items():
+        if name == detection.name and params.get(option) is not None:
+            values[key] = params[option]
     return values
 
 
@@ -137,7 +152,13 @@ def audit(
         if detection.name not in request.requests:
             continue
         detection_request = request.requests[detection.name]
-        if detection.docker_scoped and docker_down is not None and "docker" in detection_request.engines:
+        if (
+            detection.docker_scoped
+            and docker_down is not None
+            and "docker" in detection_request.engines
+            # a detection given its own daemon (bind_mount_docker_host...) asks that one itself
+            and getattr(detection_request, "docker_host", request.docker_host) == request.docker_host
+        ):
             # the other engines are still examined; asking a daemon that does not answer again would only wait
             others = tuple(engine for engine in detection_request.engines if engine != "docker")
             detection_request = dataclasses.replace(detection_request, engines=others)

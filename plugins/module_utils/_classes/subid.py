@@ -20,7 +20,7 @@ from ansible_collections.permfix.containers.plugins.module_utils._core.errors im
 from ansible_collections.permfix.containers.plugins.module_utils._core.findings import make_finding, sort_findings
 from ansible_collections.permfix.containers.plugins.module_utils._core.jsonsafe import json_safe
 from ansible_collections.permfix.containers.plugins.module_utils._core.numbers import ID_MAX
-from ansible_collections.permfix.containers.plugins.module_utils._core.options import host_path
+from ansible_collections.permfix.containers.plugins.module_utils._core.options import host_path, plain_name
 from ansible_collections.permfix.containers.plugins.module_utils._core.runner import Runner
 from ansible_collections.permfix.containers.plugins.module_utils._engines.podman import rootless_users
 from ansible_collections.permfix.containers.plugins.module_utils._host.accounts import (
@@ -66,6 +66,8 @@ class SubidInfoRequest:
     users: Sequence[str] = ()
     discover: bool = True
     min_count: int | None = None
+    # per user name: the least number of subordinate IDs that user should have (wins over min_count)
+    counts: Mapping[str, int] = field(default_factory=dict)
     required_id: int | None = None
     newuidmap_path: str | None = None
     newgidmap_path: str | None = None
@@ -146,7 +148,9 @@ def subid_report(request: SubidInfoRequest, runner: Runner) -> dict[str, Any]:
         }
         per_kind: dict[str, list[SubRange]] = {}
         for kind in KINDS:
-            wanted_min = request.min_count if request.min_count is not None else snap.bounds[kind].count
+            wanted_min = request.counts.get(
+                entry.name, request.min_count if request.min_count is not None else snap.bounds[kind].count
+            )
             required = max(wanted_min, request.required_id or 0)
             if authoritative:
                 lines = indexes[kind].get(entry.uid, [])
@@ -261,11 +265,26 @@ SUBID_INFO_ARGUMENT_SPEC: dict[str, Any] = {
     "users": {"type": "list", "elements": "str", "default": []},
     "discover": {"type": "bool", "default": True},
     "min_count": {"type": "int"},
+    "counts": {"type": "dict", "default": {}},
     "required_id": {"type": "int"},
     "newuidmap_path": {"type": "path"},
     "newgidmap_path": {"type": "path"},
 }
 SUBID_INFO_ARGUMENT_SPEC.update(path_option_spec())
+
+
+def subid_counts(raw: Mapping[str, Any] | None) -> dict[str, int]:
+    """The ``counts`` option (user name to a count of at least 1) validated; OptionError says which entry is wrong."""
+    counts: dict[str, int] = {}
+    for name, value in (raw or {}).items():
+        user = plain_name(str(name), "a user name in counts")
+        number = value if isinstance(value, int) and not isinstance(value, bool) else None
+        if number is None and isinstance(value, str) and value.strip().isdigit():
+            number = int(value.strip())
+        if number is None or not 1 <= number <= ID_MAX:
+            raise OptionError(f"counts[{user}] must be a number of subordinate IDs from 1 to {ID_MAX}, not {value!r}")
+        counts[user] = number
+    return counts
 
 
 def subid_info_request(params: Mapping[str, Any]) -> SubidInfoRequest:
@@ -277,7 +296,7 @@ def subid_info_request(params: Mapping[str, Any]) -> SubidInfoRequest:
         name: host_path(params[name], name) for name in ("newuidmap_path", "newgidmap_path") if params[name] is not None
     }
     names = ("users", "discover", "min_count", "required_id")
-    request = SubidInfoRequest(paths=subid_paths(params), **take(params, *names))
+    request = SubidInfoRequest(paths=subid_paths(params), counts=subid_counts(params["counts"]), **take(params, *names))
     request.newuidmap_path = helpers.get("newuidmap_path")
     request.newgidmap_path = helpers.get("newgidmap_path")
     return request

@@ -242,6 +242,19 @@ def test_mirrored_options_are_the_single_modules_own_specs():
      {"specs": [{"path": "/srv/x", "uid": 1}], "allowed_roots": ["/x"], "docker_host": "unix:///d.sock", "timeout": 5,
       "engines": ["docker", "podman"], "scan": True}),
     (BIND_MOUNT_INFO, {"bind_mount_scan": False}, {"scan": False, "specs": []}),
+    # a detection's own daemon wins over the shared docker_host; the other detection keeps the shared one
+    (BIND_MOUNT_INFO, {"docker_host": "unix:///d.sock", "bind_mount_docker_host": "unix:///b.sock"},
+     {"docker_host": "unix:///b.sock"}),
+    (VOLUME_INFO, {"docker_host": "unix:///d.sock", "bind_mount_docker_host": "unix:///b.sock"},
+     {"docker_host": "unix:///d.sock"}),
+    (BIND_MOUNT_INFO, {"bind_mount_engines": [], "bind_mount_containers": ["web"],
+                       "bind_mount_podman_users": ["app"], "bind_mount_allow_home_subdirs": False},
+     {"engines": [], "containers": ["web"], "podman_users": ["app"], "allow_home_subdirs": False}),
+    (SUBID_INFO, {"subid_discover": False, "subid_counts": {"app": 200000}},
+     {"discover": False, "counts": {"app": 200000}}),
+    (VOLUME_INFO, {"named_volume_engines": ["docker"], "named_volume_volumes": ["v2"],
+                   "named_volume_podman_users": ["x"]},
+     {"engines": ["docker"], "volumes": ["v2"], "podman_users": ["x"]}),
     (VOLUME_INFO, {"named_volume_owners": {"db": "999:999"}, "named_volume_fixer_image": "img"},
      {"owners": {"db": "999:999"}, "fixer_image": "img", "scan": "full", "inspector": True, "docker_host": None}),
 ])
@@ -253,6 +266,9 @@ def test_detection_params_map_audit_options_onto_the_single_module(detection, va
 
 @pytest.mark.parametrize("values, message", [
     ({"subid_min_count": -1}, f"min_count must be between 0 and {ID_MAX}, not -1"),
+    ({"subid_counts": {"app": 0}}, f"counts[app] must be a number of subordinate IDs from 1 to {ID_MAX}, not 0"),
+    ({"subid_counts": {"app": "many"}},
+     f"counts[app] must be a number of subordinate IDs from 1 to {ID_MAX}, not 'many'"),
     ({"unprivileged_ports": [70000]}, "ports must be port numbers from 1 to 65535; 70000 is not"),
     ({"bind_mount_allowed_roots": ["srv"]}, "allowed_roots[0] must be an absolute path (starting with /), not 'srv'"),
     ({"bind_mount_specs": [{"path": "/srv/x", "uid": "5", "gid": "x", "rootless_user": "app", "access": "rw"}]},
