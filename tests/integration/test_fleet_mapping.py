@@ -7,9 +7,8 @@ the mapping proves each seed is seen differently without the variable; then one 
 real remediate over every host: the audit's findings are exactly what remediate fixed (fixable)
 and left (not fixable), and every role that changed something fixed a finding the audit showed.
 
-Not covered here: the *_docker_host variables (the container hosts have no Docker daemon nor
-Docker SDK; detection_params' precedence is unit-tested) and unprivileged_ports_discover (a
-rootless container publishing a port needs /dev/net/tun inside the host)."""
+The *_docker_host variables are covered by test_docker_host_mapping.py (a private dockerd on
+this machine): the container hosts have no Docker daemon nor Docker SDK."""
 
 from __future__ import annotations
 
@@ -32,6 +31,10 @@ def _ranges(count: int) -> str:
     return f"printf 'app:100000:{count}\\n' > /etc/subuid; cp /etc/subuid /etc/subgid"
 
 
+# user app creates (does not start) a rootless container publishing host port 80
+ROOTLESS_PUBLISHER = ("chmod 0644 /tmp/busybox.tar; su - app -c 'export XDG_RUNTIME_DIR=/run/user/3000; "
+                      "podman import /tmp/busybox.tar localhost/pfbb >/dev/null; "
+                      "podman create --name web -p 80:8080 localhost/pfbb sleep 1 >/dev/null'")
 BUSYBOX = "podman import --change 'CMD [\"sh\"]' /tmp/busybox.tar localhost/pfbb >/dev/null"
 
 
@@ -58,6 +61,9 @@ SCENARIOS: dict[str, tuple[dict[str, Any], str, str, bool]] = {
                         "subid", False),
     "subids_min_count": ({"subids_min_count": 100000}, f"{APP}; {_ranges(65536)}; {ROOTLESS}", "subid", True),
     "unprivileged_ports_needed": ({"unprivileged_ports_needed": [80]}, "", "unprivileged_port", True),
+    # only discovery finds the port 80 a rootless container publishes (created, never started: no tun device needed)
+    "unprivileged_ports_discover": ({"unprivileged_ports_discover": False}, f"{APP}; {_ranges(65536)}; {ROOTLESS}; "
+                                    f"{ROOTLESS_PUBLISHER}", "unprivileged_port", False),
     "unprivileged_ports_sysctl_files": (
         {"unprivileged_ports_needed": [80], "unprivileged_ports_sysctl_dirs": ["/etc/pf-sysctl.d"],
          "unprivileged_ports_sysctl_conf": "/etc/pf-sysctl.conf"},
@@ -93,6 +99,7 @@ DROP: dict[str, list[str]] = {
     "subids_discover": ["subid_discover"],
     "subids_min_count": ["subid_min_count"],
     "unprivileged_ports_needed": ["unprivileged_ports"],
+    "unprivileged_ports_discover": ["unprivileged_port_discover"],
     "unprivileged_ports_sysctl_files": ["unprivileged_port_sysctl_dirs", "unprivileged_port_sysctl_conf"],
     "bind_mounts_specs": ["bind_mount_specs"],
     "bind_mounts_allowed_roots": ["bind_mount_allowed_roots"],
