@@ -4,7 +4,7 @@
 
 test_fleet_mapping.py covers every other variable on container hosts, which have no Docker
 daemon. Here a private dockerd (its own socket, data root and namespaces, as in
-test_volume_plugin_driver.py) holds the only container with a bind-mount problem and the only
+tests/private_dockerd.py) holds the only container with a bind-mount problem and the only
 volume with a named-volume problem; the machine's shared daemon knows neither. With
 ``bind_mounts_docker_host`` and ``named_volumes_docker_host`` naming the private daemon:
 an audit_info run without those options (the shared daemon) sees neither problem; the audit
@@ -18,18 +18,15 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from private_dockerd import PrivateDockerd
 
 import permfix_testlib as lib
-
-sys.path.insert(0, str(Path(__file__).parent))
-from test_volume_plugin_driver import PrivateDockerd  # noqa: E402 - the private daemon of that test
 
 AUDIT = lib.REPO_ROOT / "playbooks" / "audit.yml"
 REMEDIATE = lib.REPO_ROOT / "playbooks" / "remediate.yml"

@@ -21,9 +21,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import socketserver
-import subprocess
 import tempfile
 import threading
 import time
@@ -33,30 +31,13 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
+from private_dockerd import PrivateDockerd, pids_in_namespace
 
 import permfix_testlib as lib
 
 # The mountpoints the private namespace covers; the host's view of them must never change.
 HIDDEN = ("/run/docker", "/run/containerd", "/etc/docker")
 PLUGIN_SOCKETS = "/run/docker/plugins"
-READY_WAIT = 120  # seconds the private daemon may take to answer (a bound, not an assertion)
-STOP_WAIT = 60
-
-# Runs inside `unshare --mount --net --propagation private`: "$1" is the test's plugin directory,
-# the rest is dockerd's command line. Mounts made here exist only in the private namespace.
-NAMESPACE_SCRIPT = r"""
-set -eu
-plugins=$1
-shift
-mount -t tmpfs -o mode=0711 permfix-private-dockerd /run/docker
-mkdir -m 0700 /run/docker/plugins
-mount --bind "$plugins" /run/docker/plugins
-if [ -d /run/containerd ]; then mount -t tmpfs -o mode=0711 permfix-private-dockerd /run/containerd; fi
-if [ -d /etc/docker ]; then mount -t tmpfs -o mode=0755 permfix-private-dockerd /etc/docker; fi
-exec "$@"
-"""
-
-
 # --------------------------------------------------------------------------------------------
 # A legacy VolumeDriver plugin served by the test
 
@@ -154,151 +135,12 @@ def _mounts_of_interest(base: str) -> set[str]:
     return found
 
 
-def _pids_in_namespace(namespace: str) -> list[int]:
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            if os.readlink(f"/proc/{entry}/ns/mnt") == namespace:
-                pids.append(int(entry))
-        except OSError:
-            continue
-    return pids
-
-
 def _cmdline(pid: int) -> list[str]:
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as handle:
             return [part.decode(errors="replace") for part in handle.read().split(b"\0") if part]
     except OSError:
         return []
-
-
-@dataclass
-class PrivateDockerd:
-    """A dockerd started by this test, isolated from the machine's shared daemon."""
-
-    base: str
-    plugins_dir: str
-    proc: subprocess.Popen | None = None
-    namespace: str | None = None  # the mount namespace, as /proc/PID/ns/mnt reads
-    started_at: int = 0
-    log_handle: Any = None
-
-    @property
-    def socket_path(self) -> str:
-        return os.path.join(self.base, "docker.sock")
-
-    @property
-    def host(self) -> str:
-        return f"unix://{self.socket_path}"
-
-    @property
-    def log_path(self) -> str:
-        return os.path.join(self.base, "dockerd.log")
-
-    def log_tail(self, lines: int = 40) -> str:
-        try:
-            with open(self.log_path, encoding="utf-8", errors="replace") as handle:
-                return "".join(handle.readlines()[-lines:])
-        except OSError as exc:
-            return f"(no log: {exc})"
-
-    def command(self) -> list[str]:
-        config = os.path.join(self.base, "daemon.json")
-        with open(config, "w", encoding="utf-8") as handle:
-            handle.write("{}\n")
-        ns_name = lib.random_name("permfix")  # containerd wants [A-Za-z0-9] words joined by . _ -
-        dockerd = [
-            shutil.which("dockerd") or "dockerd",
-            "--config-file", config,
-            "--data-root", os.path.join(self.base, "data"),
-            "--exec-root", os.path.join(self.base, "exec"),
-            "--pidfile", os.path.join(self.base, "docker.pid"),
-            "-H", self.host,
-            "--containerd-namespace", f"{ns_name}-daemon",
-            "--containerd-plugins-namespace", f"{ns_name}-plugins",
-            "--storage-driver", "vfs",
-            "--bridge", "none",
-            "--iptables=false",
-            "--ip6tables=false",
-            "--ip-masq=false",
-            "--userland-proxy=false",
-        ]
-        # its own network namespace too: a dockerd started with --bridge none deletes the
-        # interface docker0 of its network namespace, which would break the shared daemon's containers
-        return ["unshare", "--mount", "--net", "--propagation", "private", "--", "sh", "-c", NAMESPACE_SCRIPT, "sh",
-                self.plugins_dir] + dockerd
-
-    def start(self) -> None:
-        import docker
-
-        self.started_at = int(time.time()) - 1
-        self.log_handle = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            self.command(), stdin=subprocess.DEVNULL, stdout=self.log_handle, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + READY_WAIT
-        last_error: Exception | None = None
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"the private dockerd exited with {self.proc.returncode}; its log:\n{self.log_tail()}"
-                )
-            if os.path.exists(self.socket_path):
-                client = docker.DockerClient(base_url=self.host, timeout=30)
-                try:
-                    client.ping()
-                    self.namespace = os.readlink(f"/proc/{self.proc.pid}/ns/mnt")
-                    return
-                except Exception as exc:  # noqa: BLE001 - not answering yet
-                    last_error = exc
-                finally:
-                    client.close()
-            time.sleep(0.5)
-        raise RuntimeError(
-            f"the private dockerd did not answer within {READY_WAIT} s ({last_error}); its log:\n{self.log_tail()}"
-        )
-
-    def client(self) -> Any:
-        import docker
-
-        return docker.DockerClient(base_url=self.host, timeout=60)
-
-    def kill(self) -> None:
-        """SIGKILL dockerd alone (a crash): its socket stays, nobody answers."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(STOP_WAIT)
-
-    def stop(self) -> None:
-        """SIGTERM, wait, SIGKILL; then whatever is left in its namespace (its containerd)."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(STOP_WAIT)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(STOP_WAIT)
-        if self.namespace is not None:
-            # Only processes this test started live in the namespace it created.
-            started = time.monotonic()
-            while time.monotonic() - started < STOP_WAIT:
-                left = _pids_in_namespace(self.namespace)
-                if not left:
-                    break
-                how = signal.SIGTERM if time.monotonic() - started < STOP_WAIT / 2 else signal.SIGKILL
-                for pid in left:
-                    try:
-                        os.kill(pid, how)
-                    except ProcessLookupError:
-                        pass
-                time.sleep(0.5)
-        if self.log_handle is not None:
-            self.log_handle.close()
-            self.log_handle = None
 
 
 @dataclass
@@ -399,7 +241,7 @@ def test_a_volume_on_a_plugin_driver_is_reported_not_inspectable_and_never_fixed
 
     # The machine's daemon is not involved, and the namespace keeps the plugin to itself; the
     # private daemon runs its own containerd (under its exec root), not the machine's.
-    commands = [_cmdline(pid) for pid in _pids_in_namespace(daemon.namespace or "")]
+    commands = [_cmdline(pid) for pid in pids_in_namespace(daemon.namespace or "")]
     assert any(c[:1] == ["containerd"] and f"{daemon.base}/exec/containerd/containerd.toml" in c for c in commands), (
         commands
     )
